@@ -1,0 +1,168 @@
+"""`vlmrec <verb>`: the command line. It wires the pipeline stages together; the logic lives in
+the library modules it calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vlmrec.errors import VlmrecError
+
+app = typer.Typer(
+    help="vlmrec: item images and text -> recommender features, measured honestly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(2)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@app.command()
+def prepare(
+    out: Path = typer.Option(..., help="Folder to write the prepared dataset to."),
+    format: str = typer.Option(
+        "table",
+        "--format",
+        help="table, presplit, planted, recbole, movielens-100k|1m|latest, amazon-2014|2018|2023",
+    ),
+    path: Path | None = typer.Option(None, help="File or folder to read (all formats but table)."),
+    interactions: Path | None = typer.Option(None, help="Interactions CSV/TSV/Parquet (format table)."),
+    items: Path | None = typer.Option(
+        None, help="Item table (item_id + text columns), or Amazon metadata file."
+    ),
+    images: Path | None = typer.Option(None, help="Folder of item images named <item_id>.<ext>."),
+    user_col: str = typer.Option("user_id", help="Name of the user id column (format table)."),
+    item_col: str = typer.Option("item_id", help="Name of the item id column (format table)."),
+    rating_col: str = typer.Option("rating", help="Name of the rating column (format table)."),
+    time_col: str = typer.Option("timestamp", help="Name of the timestamp column (format table)."),
+    name: str | None = typer.Option(None, help="Dataset name (default: from the path)."),
+    rating_threshold: float | None = typer.Option(None, help="Keep ratings >= this as positives."),
+    k_core: int = typer.Option(0, "--k-core", help="Iterative k-core on users and items (0: off)."),
+    split: str = typer.Option(
+        "random", help="random (per-user ratios), loo (leave-one-out by time), temporal (global cut)."
+    ),
+    ratios: str = typer.Option("0.8,0.1,0.1", help="Train,valid,test ratios for random/temporal."),
+    seed: int = typer.Option(42, help="Seed of the split (and of the planted generator)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+) -> None:
+    """Read a catalogue, clean it, split it, and save a Dataset (Parquet + manifest)."""
+    _setup_logging(verbose)
+    from vlmrec.data.prepare import prepare_dataset
+
+    try:
+        ds = prepare_dataset(
+            format,
+            path=path,
+            interactions=interactions,
+            items=items,
+            images=images,
+            columns={"user_id": user_col, "item_id": item_col, "rating": rating_col, "timestamp": time_col},
+            name=name,
+            rating_threshold=rating_threshold,
+            k_core_min=k_core,
+            split=split,
+            ratios=_floats(ratios),
+            seed=seed,
+            out=out,
+        )
+    except VlmrecError as e:
+        _fail(e)
+    s = ds.stats()
+    console.print(f"[bold]{ds.name}[/] -> {out}")
+    console.print(
+        f"users {s['users']:,}  items {s['items']:,}  interactions {s['interactions']:,}  "
+        f"density {s['density']:.4%}  (train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,})"
+        f"  items with image {s['items_with_image']:,}"
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the registered recommenders."""
+    from vlmrec.models import MODELS
+
+    table = Table("name", "uses content", "parameters")
+    for name, cls in sorted(MODELS.items()):
+        table.add_row(name, "yes" if cls.uses_features else "no", ", ".join(cls.param_names()))
+    console.print(table)
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise typer.BadParameter(f"--param {p!r}: expected NAME=VALUE")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Option(..., help="A prepared dataset folder."),
+    model: str = typer.Option(..., help="Model name (see `vlmrec models`)."),
+    features: str | None = typer.Option(None, help="Comma-separated FeatureSet folders."),
+    param: list[str] = typer.Option([], "--param", help="Hyperparameter NAME=VALUE (repeatable)."),
+    k: str = typer.Option("10,20", help="Cutoffs."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(
+        Path("vlmrec-results"), help="Folder for results.csv/.parquet and per-user values."
+    ),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+) -> None:
+    """Train one model (early stopping on validation) and evaluate it on test, full ranking."""
+    _setup_logging(verbose)
+    from vlmrec.data.dataset import Dataset
+    from vlmrec.experiments.cell import run_cell
+    from vlmrec.experiments.results import write_results
+    from vlmrec.features.featureset import FeatureSet
+
+    try:
+        ds = Dataset.load(dataset)
+        fsets = None
+        if features:
+            fsets = {}
+            for p in features.split(","):
+                fs = FeatureSet.load(Path(p.strip()), ds)
+                fsets[fs.name] = fs
+        res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=_ints(k))
+    except VlmrecError as e:
+        _fail(e)
+    write_results(out, res.results, res.per_user)
+    table = Table("metric", *[f"@{x}" for x in _ints(k)])
+    wide = res.results.pivot(index="metric", columns="k", values="value")
+    for metric, row in wide.iterrows():
+        table.add_row(metric, *[f"{row[x]:.4f}" for x in _ints(k)])
+    console.print(table)
+    console.print(f"results: {out / 'results.csv'}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

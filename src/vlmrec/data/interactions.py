@@ -1,0 +1,84 @@
+"""Cleaning a raw interactions table: validation, implicit conversion, duplicates, k-core.
+
+A raw table has string ids in `user_id`, `item_id` and optional `rating`, `timestamp` columns;
+`source` (a file name) is carried only for error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from vlmrec.errors import DataError
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("user_id", "item_id")
+
+
+def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check columns and values; return a copy with string ids and float ratings/timestamps."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {missing}; expected at least {list(REQUIRED)} "
+            f"(found {list(df.columns)}). Use --user-col/--item-col to map your column names."
+        )
+    out = df.copy()
+    for col in REQUIRED:
+        if out[col].isna().any():
+            row = int(np.flatnonzero(out[col].isna().to_numpy())[0])
+            raise DataError(f"{source}: row {row + 1}: empty {col!r}; every interaction needs one")
+        out[col] = out[col].astype(str)
+    for col in ("rating", "timestamp"):
+        if col not in out.columns:
+            continue
+        values = pd.to_numeric(out[col], errors="coerce")
+        bad = values.isna() & out[col].notna()
+        if bad.any() or values.isna().any():
+            row = int(np.flatnonzero((bad | values.isna()).to_numpy())[0])
+            raise DataError(f"{source}: row {row + 1}: {col!r} is {out[col].iloc[row]!r}; expected a number")
+        if col == "rating" and (values < 0).any():
+            row = int(np.flatnonzero((values < 0).to_numpy())[0])
+            raise DataError(
+                f"{source}: row {row + 1}: rating {values.iloc[row]} is negative; ratings must be >= 0"
+            )
+        out[col] = values.astype("float64")
+    if out.empty:
+        raise DataError(f"{source}: no interactions found")
+    return out.reset_index(drop=True)
+
+
+def to_implicit(df: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    """Keep interactions with rating >= threshold (all of them when threshold is None)."""
+    if threshold is None or "rating" not in df.columns:
+        return df
+    return df[df["rating"] >= threshold].reset_index(drop=True)
+
+
+def drop_duplicates(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (user, item): the latest by timestamp, else the last in file order."""
+    if "timestamp" in df.columns:
+        df = df.sort_values("timestamp", kind="stable")
+    return df.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
+
+
+def k_core(df: pd.DataFrame, k: int, source: str = "interactions") -> pd.DataFrame:
+    """Iteratively drop users and items with fewer than k interactions until none remain."""
+    if k <= 1:
+        return df
+    while True:
+        user_counts = df["user_id"].map(df["user_id"].value_counts())
+        item_counts = df["item_id"].map(df["item_id"].value_counts())
+        keep = (user_counts >= k) & (item_counts >= k)
+        if keep.all():
+            break
+        df = df[keep]
+    if df.empty:
+        raise DataError(
+            f"{source}: nothing is left after the {k}-core filter; use a smaller --k-core "
+            "(every user and item must keep at least k interactions)"
+        )
+    return df.reset_index(drop=True)

@@ -1,0 +1,82 @@
+"""One cell of a comparison: train a model on a dataset (with early stopping on validation),
+evaluate it on test with the shared full-ranking evaluator, return tidy rows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from vlmrec.data.dataset import Dataset
+from vlmrec.evaluation.evaluator import Evaluator
+from vlmrec.evaluation.metrics import METRICS
+from vlmrec.features.featureset import FeatureSet
+from vlmrec.models.base import Recommender, create_model
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["dataset", "split", "features", "model", "seed", "metric", "k", "value"]
+
+
+@dataclass
+class CellResult:
+    model: Recommender
+    results: pd.DataFrame  # RESULT_COLUMNS (+ params, valid_score)
+    per_user: pd.DataFrame  # user, metric, k, value (+ identifying columns)
+    valid_score: float
+    seconds: float
+
+
+def features_label(features: dict[str, FeatureSet] | None) -> str:
+    return "+".join(sorted(features)) if features else "none"
+
+
+def run_cell(
+    dataset: Dataset,
+    model_name: str,
+    params: dict[str, Any] | None = None,
+    features: dict[str, FeatureSet] | None = None,
+    seed: int = 0,
+    ks: Sequence[int] = (10, 20),
+    metrics: Sequence[str] = METRICS,
+    select_metric: tuple[str, int] = ("recall", 20),
+    features_name: str | None = None,
+) -> CellResult:
+    """Fit on train (early stopping on validation `select_metric`), evaluate on test."""
+    t0 = time.perf_counter()
+    model = create_model(model_name, **(params or {}))
+    valid_eval = Evaluator(dataset, "valid", ks=[select_metric[1]], metrics=[select_metric[0]])
+
+    def validator(m: Recommender) -> float:
+        return valid_eval.evaluate(m).mean(*select_metric)
+
+    has_valid = len(valid_eval.users) > 0
+    model.fit(
+        dataset,
+        features if model.uses_features else None,
+        seed=seed,
+        validator=validator if has_valid else None,
+    )
+    valid_score = validator(model) if has_valid else float("nan")
+    test = Evaluator(dataset, "test", ks=ks, metrics=metrics).evaluate(model)
+    label = features_name or (features_label(features) if model.uses_features else "none")
+    summary = test.summary()
+    results = summary.assign(dataset=dataset.name, split="test", features=label, model=model_name, seed=seed)
+    results = results[RESULT_COLUMNS]
+    per_user = test.per_user.assign(dataset=dataset.name, features=label, model=model_name, seed=seed)
+    seconds = time.perf_counter() - t0
+    log.info(
+        "%s / %s / %s seed %d: valid %s@%d=%.4f (%.1fs)",
+        dataset.name,
+        label,
+        model_name,
+        seed,
+        *select_metric,
+        valid_score,
+        seconds,
+    )
+    return CellResult(model, results, per_user, valid_score, seconds)

@@ -1,0 +1,118 @@
+"""FeatureSet: one float32 vector per item, aligned to a Dataset, with its provenance.
+
+On disk: `vectors.npy` (memory-mappable) + `manifest.json` holding at least extractor, model,
+dim, n_items, dataset_fingerprint, failed (list of {item, reason}) and item_ids_hash.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlmrec.data.dataset import Dataset
+from vlmrec.errors import DataError
+from vlmrec.provenance import code_version, hash_arrays
+
+
+def item_ids_hash(item_ids: np.ndarray) -> str:
+    return hash_arrays(np.asarray(item_ids, dtype=str))
+
+
+@dataclass
+class FeatureSet:
+    vectors: np.ndarray
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.vectors = np.asarray(self.vectors, dtype=np.float32)
+        if self.vectors.ndim != 2:
+            raise DataError(f"feature vectors must be 2-D (items x dim), got shape {self.vectors.shape}")
+        self.manifest.setdefault("failed", [])
+        self.manifest["dim"] = int(self.vectors.shape[1])
+        self.manifest["n_items"] = int(self.vectors.shape[0])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.manifest.get("extractor", "features"))
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    @property
+    def failed_items(self) -> np.ndarray:
+        return np.array([f["item"] for f in self.manifest.get("failed", [])], dtype=np.int64)
+
+    @classmethod
+    def create(cls, vectors: np.ndarray, dataset: Dataset, **manifest: Any) -> FeatureSet:
+        """A FeatureSet for `dataset` with the standard provenance fields filled in."""
+        if len(vectors) != dataset.n_items:
+            raise DataError(f"{len(vectors)} feature rows for a dataset with {dataset.n_items} items")
+        base = {
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint,
+            "item_ids_hash": item_ids_hash(dataset.item_ids),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "code_version": code_version(),
+        }
+        base.update(manifest)
+        return cls(vectors, base)
+
+    def derive(self, vectors: np.ndarray, **changes: Any) -> FeatureSet:
+        """A new FeatureSet from this one (fusion, control), inheriting dataset provenance."""
+        manifest = {
+            k: self.manifest[k]
+            for k in ("dataset", "dataset_fingerprint", "item_ids_hash")
+            if k in self.manifest
+        }
+        manifest.update(
+            created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), code_version=code_version()
+        )
+        manifest.update(changes)
+        manifest.setdefault("failed", self.manifest.get("failed", []))
+        return FeatureSet(vectors, manifest)
+
+    def check_matches(self, dataset: Dataset, source: str = "feature set") -> None:
+        """Refuse features made for another dataset (or another version of it)."""
+        if self.vectors.shape[0] != dataset.n_items:
+            raise DataError(
+                f"{source}: {self.vectors.shape[0]} rows but the dataset has {dataset.n_items} items"
+            )
+        fp = self.manifest.get("dataset_fingerprint")
+        if fp != dataset.fingerprint:
+            raise DataError(
+                f"{source}: made for dataset fingerprint {fp}, but {dataset.name!r} has {dataset.fingerprint}; "
+                "re-extract the features for this dataset"
+            )
+        ih = self.manifest.get("item_ids_hash")
+        if ih is not None and ih != item_ids_hash(dataset.item_ids):
+            raise DataError(f"{source}: item ids differ from the dataset's; re-extract the features")
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "vectors.tmp.npy"
+        np.save(tmp, self.vectors)
+        tmp.replace(d / "vectors.npy")
+        (d / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, dataset: Dataset | None = None, mmap: bool = False) -> FeatureSet:
+        d = Path(directory)
+        if not (d / "manifest.json").exists() or not (d / "vectors.npy").exists():
+            raise DataError(
+                f"{d}: not a feature set (expected vectors.npy and manifest.json); create one with `vlmrec extract`"
+            )
+        manifest = json.loads((d / "manifest.json").read_text())
+        manifest.setdefault("name", d.name)
+        vectors = np.load(d / "vectors.npy", mmap_mode="r" if mmap else None)
+        fs = cls(vectors, manifest)
+        if dataset is not None:
+            fs.check_matches(dataset, str(d))
+        return fs

@@ -1,0 +1,59 @@
+"""Graphs the graph models share: the normalised user-item adjacency and item-item kNN graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def sym_normalise(adj: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 (rows with degree 0 stay 0)."""
+    adj = sp.csr_matrix(adj, dtype=np.float32)
+    deg = np.asarray(adj.sum(1)).ravel()
+    inv = np.zeros_like(deg)
+    nz = deg > 0
+    inv[nz] = deg[nz] ** -0.5
+    d = sp.diags(inv)
+    return (d @ adj @ d).tocsr().astype(np.float32)
+
+
+def user_item_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
+    """The (U+I) x (U+I) bipartite adjacency [[0, R], [R^T, 0]], symmetrically normalised."""
+    r = sp.csr_matrix(train, dtype=np.float32)
+    adj = sp.bmat([[None, r], [r.T, None]], format="csr")
+    return sym_normalise(adj)
+
+
+def to_torch_sparse(m: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    coo = sp.coo_matrix(m)
+    idx = torch.as_tensor(np.vstack([coo.row, coo.col]).astype(np.int64))
+    t = torch.sparse_coo_tensor(
+        idx, torch.as_tensor(coo.data, dtype=torch.float32), coo.shape, check_invariants=False
+    )
+    return t.coalesce().to(device)
+
+
+def cosine_knn(features: np.ndarray, k: int, block: int = 2048) -> sp.csr_matrix:
+    """Binary item-item graph: each item linked to its k most cosine-similar other items
+    (self excluded), as in LATTICE/FREEDOM. Computed in blocks to bound memory."""
+    x = np.asarray(features, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    n = len(x)
+    k = min(k, n - 1)
+    rows, cols = [], []
+    xt = torch.as_tensor(x)
+    for start in range(0, n, block):
+        sim = xt[start : start + block] @ xt.T
+        idx = torch.arange(start, min(start + block, n))
+        sim[torch.arange(len(idx)), idx] = -torch.inf
+        top = torch.topk(sim, k, dim=1).indices.numpy()
+        rows.append(np.repeat(idx.numpy(), k))
+        cols.append(top.ravel())
+    data = np.ones(n * k, dtype=np.float32)
+    return sp.csr_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+
+
+def knn_normalised(features: np.ndarray, k: int) -> sp.csr_matrix:
+    """kNN graph with the symmetric normalisation used by LATTICE/FREEDOM: D^-1/2 S D^-1/2."""
+    return sym_normalise(cosine_knn(features, k))

@@ -1,0 +1,41 @@
+"""MostPop and Random: the floors every other model must clear."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlmrec.models.base import Recommender, register
+
+
+@register("mostpop")
+class MostPop(Recommender):
+    """Score = number of training interactions of the item, same for every user."""
+
+    def __init__(self) -> None:
+        pass
+
+    def fit(self, dataset, features=None, *, seed=0, validator=None):
+        self.popularity_ = np.asarray(dataset.matrix("train").sum(0), dtype=np.float32).ravel()
+        return self
+
+    def score(self, user_ids):
+        return np.broadcast_to(self.popularity_, (len(user_ids), len(self.popularity_))).copy()
+
+
+@register("random")
+class RandomRec(Recommender):
+    """Seeded random scores: a fixed random ranking per user (reproducible)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def fit(self, dataset, features=None, *, seed=0, validator=None):
+        self.seed_ = seed
+        self.n_items_ = dataset.n_items
+        return self
+
+    def score(self, user_ids):
+        out = np.empty((len(user_ids), self.n_items_), dtype=np.float32)
+        for row, u in enumerate(np.asarray(user_ids)):
+            out[row] = np.random.default_rng([self.seed_, int(u)]).random(self.n_items_)
+        return out
