@@ -1,0 +1,113 @@
+"""FREEDOM (Zhou & Shen, MM 2023): freeze and denoise graph structures.
+
+Frozen item-item graph: per modality m, S_m = kNN_k(cos(f_i, f_j)) normalised D^-1/2 S D^-1/2;
+  S = sum_m alpha_m S_m (alpha: `image_weight` for image-like sets, the rest shared equally).
+Item content view: h_i = (S^L E_item)_i  (L = n_mm_layers, over item ID embeddings).
+Denoised user-item graph: each epoch keep (1 - dropout) of the edges, sampled with probability
+  proportional to 1 / sqrt(d_u d_i) (degree-sensitive pruning), renormalised; LightGCN on it gives
+  (e_u, e_i). Final: user e_u, item e_i + h_i.
+Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m) (modality projection losses).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from vlmrec.models.base import register
+from vlmrec.models.content import modality_matrices
+from vlmrec.models.graph import knn_normalised, sym_normalise, to_torch_sparse
+from vlmrec.models.lightgcn import propagate
+from vlmrec.models.torch_base import TorchRecommender, bpr_loss, l2
+
+
+def modality_weights(features, image_weight: float) -> list[float]:
+    """`image_weight` for image-modality sets, the remaining mass shared by the others
+    (MMRec's mm_image_weight); equal weights when all sets share one modality."""
+    fsets = sorted(features, key=lambda f: f.name)
+    is_image = [str(f.manifest.get("modality", "")) == "image" for f in fsets]
+    if all(is_image) or not any(is_image):
+        return [1.0 / len(fsets)] * len(fsets)
+    n_img, n_other = sum(is_image), len(fsets) - sum(is_image)
+    return [image_weight / n_img if im else (1 - image_weight) / n_other for im in is_image]
+
+
+def mixed_item_graph(features, k: int, image_weight: float) -> sp.csr_matrix:
+    mats = modality_matrices(features)
+    weights = modality_weights(features, image_weight)
+    return sum(w * knn_normalised(x, k) for w, x in zip(weights, mats)).tocsr()
+
+
+@register("freedom")
+class FREEDOM(TorchRecommender):
+    uses_features = True
+
+    def __init__(self, embedding_dim: int = 64, knn_k: int = 10, n_mm_layers: int = 1, n_ui_layers: int = 2,
+                 dropout: float = 0.8, image_weight: float = 0.1, reg_weight: float = 1e-4, reg: float = 1e-4,
+                 epochs: int = 100, batch_size: int = 1024, lr: float = 5e-3, patience: int = 10,
+                 eval_every: int = 1, device: str = "auto") -> None:
+        self.embedding_dim = embedding_dim
+        self.knn_k = knn_k
+        self.n_mm_layers = n_mm_layers
+        self.n_ui_layers = n_ui_layers
+        self.dropout = dropout
+        self.image_weight = image_weight
+        self.reg_weight = reg_weight
+        self.reg = reg
+        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+
+    def _setup(self, dataset, features, rng):
+        fsets = self._require_features(features, dataset)
+        self._rng = rng
+        self.item_graph_ = to_torch_sparse(mixed_item_graph(fsets, self.knn_k, self.image_weight), self.device_)
+        coo = dataset.matrix("train").tocoo()
+        self._edges = (coo.row.astype(np.int64), coo.col.astype(np.int64))
+        du = np.bincount(coo.row, minlength=dataset.n_users).astype(np.float64)
+        di = np.bincount(coo.col, minlength=dataset.n_items).astype(np.float64)
+        p = 1.0 / np.sqrt(du[coo.row] * di[coo.col])
+        self._edge_p = p / p.sum()
+        feats = [torch.as_tensor(x) for x in modality_matrices(fsets)]
+        self.net = nn.ModuleDict({
+            "user": nn.Embedding(dataset.n_users, self.embedding_dim),
+            "item": nn.Embedding(dataset.n_items, self.embedding_dim),
+            "proj": nn.ModuleList([nn.Linear(f.shape[1], self.embedding_dim) for f in feats]),
+        })
+        for i, f in enumerate(feats):
+            self.net.register_buffer(f"feat{i}", f)
+        self._n_feats = len(feats)
+        nn.init.xavier_uniform_(self.net["user"].weight)
+        nn.init.xavier_uniform_(self.net["item"].weight)
+        self._full_adj = self._adjacency(np.arange(len(p)))
+        self.adj_ = self._full_adj
+
+    def _adjacency(self, keep: np.ndarray) -> torch.Tensor:
+        rows, cols = self._edges[0][keep], self._edges[1][keep]
+        r = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(self.n_users_, self.n_items_))
+        return to_torch_sparse(sym_normalise(sp.bmat([[None, r], [r.T, None]])), self.device_)
+
+    def _on_epoch_start(self, epoch):
+        n = len(self._edge_p)
+        keep = self._rng.choice(n, size=int(n * (1.0 - self.dropout)), replace=False, p=self._edge_p)
+        self.adj_ = self._adjacency(np.sort(keep))
+
+    def _forward(self, adj):
+        h = self.net["item"].weight
+        for _ in range(self.n_mm_layers):
+            h = torch.sparse.mm(self.item_graph_, h)
+        ego = torch.cat([self.net["user"].weight, self.net["item"].weight])
+        e = propagate(adj, ego, self.n_ui_layers)
+        return e[: self.n_users_], e[self.n_users_ :] + h
+
+    def _batch_loss(self, users, pos, neg):
+        eu, ei = self._forward(self.adj_)
+        loss = bpr_loss(eu[users], ei[pos], ei[neg])
+        for m in range(self._n_feats):
+            proj = self.net["proj"][m](getattr(self.net, f"feat{m}"))
+            loss = loss + self.reg_weight * bpr_loss(eu[users], proj[pos], proj[neg])
+        return loss + self.reg * l2(self.net["user"](users), self.net["item"](pos), self.net["item"](neg))
+
+    def _final_embeddings(self):
+        # inference uses the full (unpruned) user-item graph, as in the paper
+        return self._forward(self._full_adj)
