@@ -16,13 +16,13 @@ torch.set_num_threads(1)
 
 
 def community_interactions(
-    n_users=120, n_items=80, per_user=12, noise=0.05, seed=0
+    n_users=120, n_items=80, per_user=12, noise=0.05, seed=0, n_comm=2
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Two user/item communities: users in community c mostly pick items of community c.
-    Item popularity is skewed so MostPop is a real (but beatable) baseline."""
+    With n_comm communities, item i and user u belong to community index % n_comm. Item popularity is skewed so MostPop is a real (but beatable) baseline."""
     rng = np.random.default_rng(seed)
-    item_comm = np.arange(n_items) % 2
-    user_comm = np.arange(n_users) % 2
+    item_comm = np.arange(n_items) % n_comm
+    user_comm = np.arange(n_users) % n_comm
     pop = 1.0 / (1 + np.arange(n_items)) ** 0.3
     rows = []
     for u in range(n_users):
@@ -45,4 +45,14 @@ def community_dataset():
     ds = build_dataset("communities", train, valid, test, items)
     # community label of each item in the dataset's item order
     ds.info["item_community"] = [int(iid[1:]) % 2 for iid in ds.item_ids]
+    return ds
+
+
+@pytest.fixture(scope="session")
+def multi_community_dataset():
+    """Six communities: a content model that knows an item's community narrows 120 items to 20."""
+    df, item_comm = community_interactions(n_users=180, n_items=120, n_comm=6, seed=2)
+    train, valid, test = split_interactions(df, "random", (0.7, 0.1, 0.2), seed=1)
+    ds = build_dataset("communities6", train, valid, test)
+    ds.info["item_community"] = [int(iid[1:]) % 6 for iid in ds.item_ids]
     return ds

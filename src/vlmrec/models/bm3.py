@@ -8,7 +8,8 @@ network). For a batch of observed (u, i):
   L_align = sum_m 1 - cos(p(z_m,i), sg(drop(e_i)))          (inter-modality alignment)
   L_mask  = sum_m 1 - cos(p(z_m,i), sg(drop(z_m,i)))        (masked feature reconstruction)
   L = L_rec + cl_weight (L_align + L_mask) + reg_weight ||E_item||^2
-Scores: <p(e_u), p(e_i)>.
+Scores: <p(e_u), p(e_i)>. Validation typically plateaus for some epochs before the bootstrap
+takes off, hence the longer default patience.
 """
 
 from __future__ import annotations
@@ -32,9 +33,20 @@ def _neg_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class BM3(TorchRecommender):
     uses_features = True
 
-    def __init__(self, embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.3, cl_weight: float = 2.0,
-                 reg_weight: float = 0.01, epochs: int = 100, batch_size: int = 1024, lr: float = 1e-3,
-                 patience: int = 10, eval_every: int = 1, device: str = "auto") -> None:
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        n_layers: int = 1,
+        dropout: float = 0.3,
+        cl_weight: float = 2.0,
+        reg_weight: float = 0.01,
+        epochs: int = 100,
+        batch_size: int = 1024,
+        lr: float = 5e-3,
+        patience: int = 30,
+        eval_every: int = 1,
+        device: str = "auto",
+    ) -> None:
         self.embedding_dim = embedding_dim
         self.n_layers = n_layers
         self.dropout = dropout
@@ -45,12 +57,14 @@ class BM3(TorchRecommender):
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
-        self.net = nn.ModuleDict({
-            "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-            "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-            "proj": nn.ModuleList([nn.Linear(x.shape[1], self.embedding_dim) for x in mats]),
-            "predictor": nn.Linear(self.embedding_dim, self.embedding_dim),
-        })
+        self.net = nn.ModuleDict(
+            {
+                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
+                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
+                "proj": nn.ModuleList([nn.Linear(x.shape[1], self.embedding_dim) for x in mats]),
+                "predictor": nn.Linear(self.embedding_dim, self.embedding_dim),
+            }
+        )
         for i, x in enumerate(mats):
             self.net.register_buffer(f"feat{i}", torch.as_tensor(x))
         self._n_feats = len(mats)

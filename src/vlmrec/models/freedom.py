@@ -44,10 +44,23 @@ def mixed_item_graph(features, k: int, image_weight: float) -> sp.csr_matrix:
 class FREEDOM(TorchRecommender):
     uses_features = True
 
-    def __init__(self, embedding_dim: int = 64, knn_k: int = 10, n_mm_layers: int = 1, n_ui_layers: int = 2,
-                 dropout: float = 0.8, image_weight: float = 0.1, reg_weight: float = 1e-4, reg: float = 1e-4,
-                 epochs: int = 100, batch_size: int = 1024, lr: float = 5e-3, patience: int = 10,
-                 eval_every: int = 1, device: str = "auto") -> None:
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        knn_k: int = 10,
+        n_mm_layers: int = 1,
+        n_ui_layers: int = 2,
+        dropout: float = 0.8,
+        image_weight: float = 0.1,
+        reg_weight: float = 1e-4,
+        reg: float = 1e-4,
+        epochs: int = 100,
+        batch_size: int = 1024,
+        lr: float = 5e-3,
+        patience: int = 10,
+        eval_every: int = 1,
+        device: str = "auto",
+    ) -> None:
         self.embedding_dim = embedding_dim
         self.knn_k = knn_k
         self.n_mm_layers = n_mm_layers
@@ -61,7 +74,9 @@ class FREEDOM(TorchRecommender):
     def _setup(self, dataset, features, rng):
         fsets = self._require_features(features, dataset)
         self._rng = rng
-        self.item_graph_ = to_torch_sparse(mixed_item_graph(fsets, self.knn_k, self.image_weight), self.device_)
+        self.item_graph_ = to_torch_sparse(
+            mixed_item_graph(fsets, self.knn_k, self.image_weight), self.device_
+        )
         coo = dataset.matrix("train").tocoo()
         self._edges = (coo.row.astype(np.int64), coo.col.astype(np.int64))
         du = np.bincount(coo.row, minlength=dataset.n_users).astype(np.float64)
@@ -69,11 +84,13 @@ class FREEDOM(TorchRecommender):
         p = 1.0 / np.sqrt(du[coo.row] * di[coo.col])
         self._edge_p = p / p.sum()
         feats = [torch.as_tensor(x) for x in modality_matrices(fsets)]
-        self.net = nn.ModuleDict({
-            "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-            "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-            "proj": nn.ModuleList([nn.Linear(f.shape[1], self.embedding_dim) for f in feats]),
-        })
+        self.net = nn.ModuleDict(
+            {
+                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
+                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
+                "proj": nn.ModuleList([nn.Linear(f.shape[1], self.embedding_dim) for f in feats]),
+            }
+        )
         for i, f in enumerate(feats):
             self.net.register_buffer(f"feat{i}", f)
         self._n_feats = len(feats)
@@ -84,7 +101,9 @@ class FREEDOM(TorchRecommender):
 
     def _adjacency(self, keep: np.ndarray) -> torch.Tensor:
         rows, cols = self._edges[0][keep], self._edges[1][keep]
-        r = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(self.n_users_, self.n_items_))
+        r = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(self.n_users_, self.n_items_)
+        )
         return to_torch_sparse(sym_normalise(sp.bmat([[None, r], [r.T, None]])), self.device_)
 
     def _on_epoch_start(self, epoch):

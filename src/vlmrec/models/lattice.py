@@ -34,17 +34,31 @@ def learned_knn_graph(z: torch.Tensor, k: int) -> torch.Tensor:
     rows = torch.arange(len(z), device=z.device).unsqueeze(1).expand_as(cols)
     norm_vals = deg[rows] * vals * deg[cols]
     idx = torch.stack([rows.reshape(-1), cols.reshape(-1)])
-    return torch.sparse_coo_tensor(idx, norm_vals.reshape(-1), (len(z), len(z)), check_invariants=False).coalesce()
+    return torch.sparse_coo_tensor(
+        idx, norm_vals.reshape(-1), (len(z), len(z)), check_invariants=False
+    ).coalesce()
 
 
 @register("lattice")
 class LATTICE(TorchRecommender):
     uses_features = True
 
-    def __init__(self, embedding_dim: int = 64, feat_embed_dim: int = 64, knn_k: int = 10, n_layers: int = 1,
-                 n_ui_layers: int = 2, lambda_coeff: float = 0.9, reg: float = 1e-4, epochs: int = 100,
-                 batch_size: int = 1024, lr: float = 5e-3, patience: int = 10, eval_every: int = 1,
-                 device: str = "auto") -> None:
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        feat_embed_dim: int = 64,
+        knn_k: int = 10,
+        n_layers: int = 1,
+        n_ui_layers: int = 2,
+        lambda_coeff: float = 0.9,
+        reg: float = 1e-4,
+        epochs: int = 100,
+        batch_size: int = 1024,
+        lr: float = 5e-3,
+        patience: int = 10,
+        eval_every: int = 1,
+        device: str = "auto",
+    ) -> None:
         self.embedding_dim = embedding_dim
         self.feat_embed_dim = feat_embed_dim
         self.knn_k = knn_k
@@ -59,11 +73,13 @@ class LATTICE(TorchRecommender):
         self.k_ = min(self.knn_k, dataset.n_items - 1)
         self.init_graphs_ = [to_torch_sparse(knn_normalised(x, self.k_), self.device_) for x in mats]
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
-        self.net = nn.ModuleDict({
-            "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-            "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-            "proj": nn.ModuleList([nn.Linear(x.shape[1], self.feat_embed_dim) for x in mats]),
-        })
+        self.net = nn.ModuleDict(
+            {
+                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
+                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
+                "proj": nn.ModuleList([nn.Linear(x.shape[1], self.feat_embed_dim) for x in mats]),
+            }
+        )
         self.net.modal_weight = nn.Parameter(torch.zeros(len(mats)))
         for i, x in enumerate(mats):
             self.net.register_buffer(f"feat{i}", torch.as_tensor(x))

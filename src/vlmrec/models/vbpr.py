@@ -60,9 +60,19 @@ class _VBPRNet(nn.Module):
 class VBPR(TorchRecommender):
     uses_features = True
 
-    def __init__(self, id_dim: int = 32, content_dim: int = 32, reg: float = 1e-4, reg_content: float = 1e-5,
-                 epochs: int = 100, batch_size: int = 1024, lr: float = 5e-3, patience: int = 10,
-                 eval_every: int = 1, device: str = "auto") -> None:
+    def __init__(
+        self,
+        id_dim: int = 32,
+        content_dim: int = 32,
+        reg: float = 1e-4,
+        reg_content: float = 1e-5,
+        epochs: int = 100,
+        batch_size: int = 1024,
+        lr: float = 5e-3,
+        patience: int = 10,
+        eval_every: int = 1,
+        device: str = "auto",
+    ) -> None:
         self.id_dim = id_dim
         self.content_dim = content_dim
         self.reg = reg
@@ -76,8 +86,14 @@ class VBPR(TorchRecommender):
     def _batch_loss(self, users, pos, neg):
         net = self.net
         diff = net.score_pairs(users, pos) - net.score_pairs(users, neg)
-        reg = l2(net.user_id(users), net.item_id(pos), net.item_id(neg), net.user_content(users),
-                 net.item_bias(pos), net.item_bias(neg))
+        reg = l2(
+            net.user_id(users),
+            net.item_id(pos),
+            net.item_id(neg),
+            net.user_content(users),
+            net.item_bias(pos),
+            net.item_bias(neg),
+        )
         content_reg = sum(p.pow(2).sum() for p in (net.E.weight, net.content_bias.weight)) / 2
         return -torch.nn.functional.logsigmoid(diff).mean() + self.reg * reg + self.reg_content * content_reg
 
