@@ -81,7 +81,7 @@ def test_minilm_puts_chew_toy_near_dog_toy(text_encoder):
 def test_text_extraction_dims_determinism_and_manifest(small_planted, text_encoder, tmp_path):
     ds, _ = small_planted
     a = extract(ds, TextExtractor(encoder=text_encoder), tmp_path / "a", chunk_size=7, progress=False)
-    b = extract(ds, TextExtractor(encoder=text_encoder), tmp_path / "b", chunk_size=7, progress=False)
+    extract(ds, TextExtractor(encoder=text_encoder), tmp_path / "b", chunk_size=7, progress=False)
     assert a.vectors.shape == (ds.n_items, 384) and a.vectors.dtype == np.float32
     assert (tmp_path / "a" / "vectors.npy").read_bytes() == (tmp_path / "b" / "vectors.npy").read_bytes()
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())

@@ -26,17 +26,25 @@ def top_k_rows(sim: sp.csr_matrix | np.ndarray, k: int) -> sp.csr_matrix:
 
 @register("itemknn")
 class ItemKNN(Recommender):
-    def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
+    def __init__(self, k: int = 100, shrink: float = 10.0, block: int = 2048) -> None:
         self.k = k
         self.shrink = shrink
+        self.block = block
 
     def fit(self, dataset, features=None, *, seed=0, validator=None):
-        r = dataset.matrix("train").astype(np.float32)
+        r = dataset.matrix("train").astype(np.float32).tocsc()
         norms = np.sqrt(np.asarray(r.multiply(r).sum(0)).ravel())
-        co = (r.T @ r).toarray()
-        sim = co / (np.outer(norms, norms) + self.shrink + 1e-12)
-        np.fill_diagonal(sim, 0.0)
-        self.similarity_ = top_k_rows(sim, self.k)
+        rt = r.T.tocsr()
+        n = r.shape[1]
+        parts = []
+        # row blocks of the item-item matrix bound memory at block x n_items
+        for s in range(0, n, self.block):
+            e = min(s + self.block, n)
+            co = (rt[s:e] @ r).toarray()
+            sim = co / (np.outer(norms[s:e], norms) + self.shrink + 1e-12)
+            sim[np.arange(e - s), np.arange(s, e)] = 0.0
+            parts.append(top_k_rows(sim, self.k))
+        self.similarity_ = sp.vstack(parts).tocsr()
         self.train_ = r.tocsr()
         return self
 
