@@ -257,5 +257,60 @@ def control(
     console.print(f"{kind} control of {input} (seed {seed}) -> {out}")
 
 
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Experiment YAML (see configs/)."),
+    out: Path | None = typer.Option(None, help="Override the config's output_dir."),
+    report_after: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report at the end."),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+) -> None:
+    """Run a comparison grid from a YAML config; resumes after a crash (finished cells are skipped)."""
+    _setup_logging(verbose)
+    from vlmrec.experiments.config import load_config
+
+    try:
+        cfg = load_config(config)
+        if out is not None:
+            cfg.output_dir = out
+        _run_and_show(cfg, report_after)
+    except VlmrecError as e:
+        _fail(e)
+
+
+def _run_and_show(cfg, report_after: bool = True):
+    from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+    from vlmrec.experiments.report import write_report
+    from vlmrec.experiments.runner import run_experiment
+
+    output = run_experiment(cfg, on_event=lambda msg: console.print(f"[dim]{cfg.name}[/] {msg}"))
+    console.print(
+        f"[bold]{cfg.name}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
+        f"results: {output.out_dir / 'results.csv'}"
+    )
+    metric, k = cfg.evaluation.select_metric
+    board = leaderboard(output.results, output.per_user, metric, k, cfg.evaluation.test, cfg.evaluation.alpha)
+    console.print(format_markdown(board), markup=False, soft_wrap=True)
+    if report_after:
+        path = write_report(output.out_dir, metric, k)
+        console.print(f"report: {path}")
+    return output
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `vlmrec run` or `vlmrec demo`."),
+    metric: str = typer.Option("recall"),
+    k: int = typer.Option(20),
+) -> None:
+    """Write report.html (self-contained) and report.md for a run."""
+    from vlmrec.experiments.report import write_report
+
+    try:
+        path = write_report(run_dir, metric, k)
+    except VlmrecError as e:
+        _fail(e)
+    console.print(f"report: {path}")
+
+
 def main() -> None:  # pragma: no cover
     app()

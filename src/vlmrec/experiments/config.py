@@ -1,0 +1,186 @@
+"""The experiment config: one YAML file, validated by pydantic; errors name the key."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vlmrec.errors import ConfigError
+from vlmrec.evaluation.metrics import METRICS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Strict):
+    """Either `prepared` (a folder from `vlmrec prepare`) or a reader spec."""
+
+    name: str | None = None
+    prepared: Path | None = None
+    format: str | None = None
+    path: Path | None = None
+    interactions: Path | None = None
+    items: Path | None = None
+    images: Path | None = None
+    columns: dict[str, str] | None = None
+    rating_threshold: float | None = None
+    k_core: int = 0
+    split: Literal["random", "loo", "temporal"] = "random"
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 42
+    planted: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.prepared is None and self.format is None:
+            raise ValueError("give either 'prepared' (a prepared dataset folder) or 'format' (+ 'path')")
+        return self
+
+
+class FeatureConfig(Strict):
+    """An extracted set (`extractor`), a fusion of earlier sets (`fuse` + `method`), or an
+    existing FeatureSet folder (`path`)."""
+
+    name: str
+    extractor: str | None = None
+    model: str | None = None
+    prompt: str | None = None
+    fields: list[str] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    fuse: list[str] | None = None
+    method: str = "concat"
+    weights: list[float] | None = None
+    path: Path | None = None
+    missing: Literal["mean", "zero", "error"] = "mean"
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        kinds = [self.extractor is not None, self.fuse is not None, self.path is not None]
+        if sum(kinds) != 1:
+            raise ValueError(f"feature {self.name!r}: give exactly one of 'extractor', 'fuse' or 'path'")
+        if "~" in self.name:
+            raise ValueError(f"feature {self.name!r}: '~' is reserved for control names")
+        return self
+
+
+class ModelConfig(Strict):
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    features: list[list[str]] = Field(default_factory=list)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [[x] if isinstance(x, str) else list(x) for x in (v or [])]
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        keys = sorted(self.grid)
+        return [
+            {**self.params, **dict(zip(keys, combo))}
+            for combo in itertools.product(*(self.grid[k] for k in keys))
+        ]
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class EvaluationConfig(Strict):
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    metrics: list[str] = Field(default_factory=lambda: list(METRICS))
+    select: str = "recall@20"
+    test: Literal["wilcoxon", "ttest"] = "wilcoxon"
+    alpha: float = 0.05
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, v):
+        bad = [m for m in v if m not in METRICS]
+        if bad:
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
+        return v
+
+    @property
+    def select_metric(self) -> tuple[str, int]:
+        metric, _, k = self.select.partition("@")
+        if metric not in METRICS or not k.isdigit():
+            raise ConfigError(f"evaluation.select {self.select!r}: expected METRIC@K, e.g. recall@20")
+        return metric, int(k)
+
+
+class ExperimentConfig(Strict):
+    name: str
+    output_dir: Path | None = None
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    threads: int = 2
+    dataset: DatasetConfig
+    features: list[FeatureConfig] = Field(default_factory=list)
+    controls: list[Literal["shuffled", "random", "zero"]] = Field(default_factory=list)
+    models: list[ModelConfig]
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _references(self):
+        names = [f.name for f in self.features]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"features: duplicate name(s) {sorted(dupes)}")
+        for i, f in enumerate(self.features):
+            for ref in f.fuse or []:
+                if ref not in names[:i]:
+                    raise ValueError(
+                        f"features[{i}] ({f.name}): fuse refers to {ref!r}, which is not defined before it"
+                    )
+        from vlmrec.models import MODELS
+
+        for i, m in enumerate(self.models):
+            if m.name not in MODELS:
+                raise ValueError(f"models[{i}].name: unknown model {m.name!r}; available: {sorted(MODELS)}")
+            valid = MODELS[m.name].param_names()
+            bad = [p for p in [*m.params, *m.grid] if p not in valid]
+            if bad:
+                raise ValueError(f"models[{i}] ({m.name}): unknown parameter(s) {bad}; valid: {valid}")
+            for combo in m.features:
+                for ref in combo:
+                    if ref not in names:
+                        raise ValueError(
+                            f"models[{i}] ({m.name}).features: {ref!r} is not a defined feature set {names}"
+                        )
+            if MODELS[m.name].uses_features and not m.features:
+                raise ValueError(
+                    f"models[{i}] ({m.name}) uses item content: list the feature sets under 'features'"
+                )
+        return self
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse_config(raw, str(p), base_dir=p.parent)
+
+
+def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None) -> ExperimentConfig:
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {key}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+    if cfg.output_dir is None:
+        cfg.output_dir = Path("runs") / cfg.name
+    return cfg

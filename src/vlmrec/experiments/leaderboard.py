@@ -1,0 +1,145 @@
+"""The leaderboard: mean +- CI over seeds per (model, features), and how sure each gain is.
+
+Each content row is tested, paired by user (per-user values averaged over seeds), against
+(a) the best ID-only baseline and (b) its own shuffled-feature twin; all p-values of a dataset
+are Holm-corrected together. CI: a seeded bootstrap over test users of the per-user values
+averaged over seeds (the uncertainty of the test sample, which deterministic models have too);
+`seed_std` shows the spread across training seeds beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
+from vlmrec.models import MODELS
+
+ROW = ["dataset", "model", "features", "control"]
+
+
+def _uses_content(results: pd.DataFrame) -> pd.Series:
+    return results["features"] != "none"
+
+
+def leaderboard(
+    results: pd.DataFrame,
+    per_user: pd.DataFrame,
+    metric: str = "recall",
+    k: int = 20,
+    test: str = "wilcoxon",
+    alpha: float = 0.05,
+    extra: list[tuple[str, int]] | None = None,
+) -> pd.DataFrame:
+    rows = []
+    sel = results[(results["metric"] == metric) & (results["k"] == k)]
+    pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
+    user_means = pu.groupby([*ROW, "user"])["value"].mean()
+    for keys, g in sel.groupby(ROW, sort=False):
+        values = g["value"].to_numpy()
+        lo, hi = bootstrap_ci(user_means.loc[keys].to_numpy(), seed=0)
+        row = dict(
+            zip(ROW, keys),
+            mean=values.mean(),
+            ci_low=lo,
+            ci_high=hi,
+            seeds=len(values),
+            seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        )
+        for m2, k2 in extra or []:
+            v2 = results[(results["metric"] == m2) & (results["k"] == k2)]
+            v2 = (
+                v2.set_index(ROW).loc[[keys], "value"]
+                if keys in v2.set_index(ROW).index
+                else pd.Series(dtype=float)
+            )
+            row[f"{m2}@{k2}"] = float(v2.mean()) if len(v2) else np.nan
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    if board.empty:
+        return board
+    board["kind"] = np.where(
+        board["control"] != "none", "control", np.where(board["features"] == "none", "id-only", "content")
+    )
+    tests = []  # (row index, column, p)
+    for dataset, b in board.groupby("dataset"):
+        ids = b[b["kind"] == "id-only"]
+        best_id = ids.loc[ids["mean"].idxmax()] if len(ids) else None
+        board.loc[b.index, "best_id_baseline"] = best_id["model"] if best_id is not None else None
+        for idx, r in b[b["kind"] == "content"].iterrows():
+            mine = user_means.loc[tuple(r[c] for c in ROW)]
+            if best_id is not None:
+                ref = user_means.loc[tuple(best_id[c] for c in ROW)]
+                common = mine.index.intersection(ref.index)
+                board.loc[idx, "vs_id_diff"] = float(mine[common].mean() - ref[common].mean())
+                tests.append(
+                    (idx, "vs_id", paired_test(mine[common].to_numpy(), ref[common].to_numpy(), test))
+                )
+            twin = b[
+                (b["model"] == r["model"])
+                & (b["control"] == "shuffled")
+                & (b["features"].str.replace("~shuffled", "", regex=False) == r["features"])
+            ]
+            if len(twin):
+                t = twin.iloc[0]
+                ref = user_means.loc[tuple(t[c] for c in ROW)]
+                common = mine.index.intersection(ref.index)
+                board.loc[idx, "content_gap"] = r["mean"] - t["mean"]
+                tests.append(
+                    (idx, "vs_shuffled", paired_test(mine[common].to_numpy(), ref[common].to_numpy(), test))
+                )
+    if tests:
+        for dataset in board["dataset"].unique():
+            ts = [t for t in tests if board.loc[t[0], "dataset"] == dataset]
+            adj = holm([p for _, _, p in ts])
+            for (idx, col, p), pa in zip(ts, adj):
+                board.loc[idx, f"{col}_p"] = p
+                board.loc[idx, f"{col}_p_holm"] = pa
+                board.loc[idx, f"{col}_sig"] = bool(pa < alpha)
+    board["metric"] = f"{metric}@{k}"
+    return board.sort_values(["dataset", "mean"], ascending=[True, False]).reset_index(drop=True)
+
+
+def format_markdown(board: pd.DataFrame) -> str:
+    """A Markdown table with significance marks: * beats/differs from the best ID-only baseline,
+    and dagger = differs from its own shuffled-content twin (Holm-corrected)."""
+    if board.empty:
+        return "(no results)"
+    metric = board["metric"].iloc[0]
+    extra_cols = [c for c in board.columns if "@" in c and c != "metric"]
+    head = (
+        f"| model | features | {metric} (95% CI) | "
+        + " | ".join(extra_cols)
+        + (" | " if extra_cols else "")
+        + "vs best ID | vs shuffled | content gap |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for _, r in board.iterrows():
+
+        def mark(col):
+            if f"{col}_p_holm" not in r or pd.isna(r.get(f"{col}_p_holm")):
+                return ""
+            text = f"p={r[f'{col}_p_holm']:.3g}"
+            if r[f"{col}_sig"]:
+                diff = r.get("vs_id_diff") if col == "vs_id" else r.get("content_gap")
+                text += " * " + ("better" if diff is not None and diff > 0 else "worse")
+            return text
+
+        gap = f"{r['content_gap']:+.4f}" if "content_gap" in r and pd.notna(r.get("content_gap")) else ""
+        extras = " | ".join(f"{r[c]:.4f}" for c in extra_cols)
+        lines.append(
+            f"| {r['model']} | {r['features']} | {r['mean']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f}) | "
+            + (extras + " | " if extra_cols else "")
+            + f"{mark('vs_id')} | {mark('vs_shuffled')} | {gap} |"
+        )
+    lines.append("")
+    lines.append(
+        "CI: bootstrap over test users. p-values: paired test over users, Holm-corrected within the "
+        "dataset; * = significant at the configured alpha (better/worse than the reference). "
+        "Content gap = real features minus the model's own shuffled-feature twin."
+    )
+    return "\n".join(lines)
+
+
+def model_uses_content(name: str) -> bool:
+    return MODELS.get(name).uses_features if name in MODELS else False

@@ -1,0 +1,257 @@
+"""The comparison runner: dataset x feature sets x models x hyperparameters x seeds.
+
+Every cell shares the dataset's split, the full-catalogue evaluator and the seeds. Hyperparameters
+are chosen on validation (never on test). Each finished cell is written under `cells/<key>/`
+(key = hash of everything that determines it), so a killed run resumes by skipping them.
+Content-using models get a twin per requested control (shuffled / random / zero features) with
+the hyperparameters selected for the real features, so the only difference is the content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vlmrec.data.dataset import Dataset
+from vlmrec.data.prepare import prepare_dataset
+from vlmrec.experiments.cell import run_cell
+from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
+from vlmrec.experiments.results import write_results
+from vlmrec.features.controls import make_control
+from vlmrec.features.featureset import FeatureSet
+from vlmrec.features.fusion import fuse
+from vlmrec.models import MODELS
+from vlmrec.provenance import code_version, hash_arrays, hash_text, set_threads
+
+log = logging.getLogger(__name__)
+
+
+def _key(obj: Any) -> str:
+    return hash_text(json.dumps(obj, sort_keys=True, default=str))
+
+
+@dataclass
+class RunOutput:
+    out_dir: Path
+    dataset: Dataset
+    results: pd.DataFrame
+    per_user: pd.DataFrame
+    cells_run: int
+    cells_skipped: int
+
+
+class Runner:
+    def __init__(self, config: ExperimentConfig, on_event=None):
+        self.cfg = config
+        self.out = Path(config.output_dir)
+        self.on_event = on_event or (lambda msg: log.info(msg))
+        self.cells_run = 0
+        self.cells_skipped = 0
+
+    # ---- stages ------------------------------------------------------------------------
+    def dataset(self) -> Dataset:
+        d = self.cfg.dataset
+        if d.prepared is not None:
+            return Dataset.load(d.prepared)
+        target = self.out / "dataset"
+        spec = d.model_dump(mode="json", exclude={"prepared"})
+        key = _key(spec)
+        marker = target / "config_key.txt"
+        if marker.exists() and marker.read_text() == key:
+            return Dataset.load(target)
+        self.on_event(f"preparing dataset ({d.format})")
+        ds = prepare_dataset(
+            d.format,
+            path=d.path,
+            interactions=d.interactions,
+            items=d.items,
+            images=d.images,
+            columns=d.columns,
+            name=d.name,
+            rating_threshold=d.rating_threshold,
+            k_core_min=d.k_core,
+            split=d.split,
+            ratios=tuple(d.ratios),
+            seed=d.seed,
+            planted_options=d.planted,
+            out=target,
+        )
+        marker.write_text(key)
+        return ds
+
+    def features(self, ds: Dataset) -> dict[str, FeatureSet]:
+        from vlmrec.features.extraction import extract
+        from vlmrec.features.extractors import build_extractor
+
+        out: dict[str, FeatureSet] = {}
+        for f in self.cfg.features:
+            target = self.out / "features" / f.name
+            key = _key(
+                {
+                    "cfg": f.model_dump(mode="json"),
+                    "dataset": ds.fingerprint,
+                    "inputs": [out[r].manifest.get("content_hash") for r in f.fuse or []],
+                }
+            )
+            if (target / "manifest.json").exists():
+                fs = FeatureSet.load(target, ds)
+                if fs.manifest.get("config_key") == key:
+                    out[f.name] = fs
+                    continue
+            self.on_event(f"features: {f.name}")
+            if f.path is not None:
+                fs = FeatureSet.load(f.path, ds)
+            elif f.fuse is not None:
+                fs = fuse([out[r] for r in f.fuse], f.method, f.weights, ds)
+            else:
+                options = dict(f.options)
+                if f.fields:
+                    options["fields"] = f.fields
+                if f.prompt:
+                    options["prompt"] = f.prompt
+                ex = build_extractor(f.extractor, target, model=f.model, **options)
+                fs = extract(ds, ex, target, missing=f.missing)
+            fs.manifest.update(name=f.name, config_key=key, content_hash=hash_arrays(fs.vectors))
+            fs.save(target)
+            out[f.name] = fs
+        return out
+
+    # ---- cells -------------------------------------------------------------------------
+    def _cell(
+        self,
+        ds: Dataset,
+        model: ModelConfig,
+        params: dict,
+        fsets: dict[str, FeatureSet] | None,
+        features_label: str,
+        control: str,
+        seed: int,
+    ) -> dict:
+        ev = self.cfg.evaluation
+        spec = {
+            "dataset": ds.fingerprint,
+            "model": model.name,
+            "label": model.display,
+            "params": params,
+            "features": {
+                k: v.manifest.get("content_hash") or hash_arrays(v.vectors) for k, v in (fsets or {}).items()
+            },
+            "control": control,
+            "seed": seed,
+            "ks": ev.ks,
+            "metrics": ev.metrics,
+            "select": ev.select,
+        }
+        key = _key(spec)
+        cell_dir = self.out / "cells" / key
+        if (cell_dir / "cell.json").exists():
+            self.cells_skipped += 1
+            return json.loads((cell_dir / "cell.json").read_text())
+        self.on_event(f"{model.display} [{features_label}] {params or ''} seed {seed}")
+        res = run_cell(
+            ds,
+            model.name,
+            params,
+            fsets,
+            seed=seed,
+            ks=ev.ks,
+            metrics=ev.metrics,
+            select_metric=ev.select_metric,
+            features_name=features_label,
+        )
+        extra = {
+            "model": model.display,
+            "control": control,
+            "params": json.dumps(params, sort_keys=True),
+            "valid_score": res.valid_score,
+            "cell": key,
+        }
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        res.results.assign(**extra).to_parquet(cell_dir / "results.parquet", index=False)
+        res.per_user.assign(**extra).to_parquet(cell_dir / "per_user.parquet", index=False)
+        record = {
+            **spec,
+            "key": key,
+            "valid_score": res.valid_score,
+            "seconds": round(res.seconds, 3),
+            "code_version": code_version(),
+            "epochs_run": getattr(res.model, "epochs_run_", None),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (cell_dir / "cell.json").write_text(json.dumps(record, indent=1, default=str))  # completion marker
+        self.cells_run += 1
+        return record
+
+    def _select(self, ds, model, combo_sets, label, control, seed) -> dict:
+        records = [self._cell(ds, model, p, combo_sets, label, control, seed) for p in model.grid_points()]
+        return max(records, key=lambda r: r["valid_score"] if r["valid_score"] == r["valid_score"] else -1)
+
+    def run(self) -> RunOutput:
+        set_threads(self.cfg.threads)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(self.cfg.model_dump_json(indent=1))
+        ds = self.dataset()
+        fsets = self.features(ds)
+        selected: list[str] = []
+        for model in self.cfg.models:
+            uses = MODELS[model.name].uses_features
+            combos = model.features if uses else [[]]
+            for combo in combos:
+                label = "+".join(combo) if combo else "none"
+                for seed in self.cfg.seeds:
+                    real = {n: fsets[n] for n in combo} if combo else None
+                    best = self._select(ds, model, real, label, "none", seed)
+                    selected.append(best["key"])
+                    if not uses:
+                        continue
+                    for kind in self.cfg.controls:
+                        ctrl = {f"{n}~{kind}": make_control(fsets[n], kind, seed=seed) for n in combo}
+                        ctrl_label = "+".join(ctrl)
+                        rec = self._cell(ds, model, best["params"], ctrl, ctrl_label, kind, seed)
+                        selected.append(rec["key"])
+        results, per_user = self.collect(selected)
+        write_results(self.out, results, per_user)
+        run_info = {
+            "name": self.cfg.name,
+            "description": self.cfg.description,
+            "dataset": ds.name,
+            "dataset_fingerprint": ds.fingerprint,
+            "dataset_stats": ds.stats(),
+            "dataset_info": ds.info,
+            "code_version": code_version(),
+            "seeds": self.cfg.seeds,
+            "cells_run": self.cells_run,
+            "cells_skipped": self.cells_skipped,
+            "features": {
+                k: {
+                    kk: v.manifest.get(kk)
+                    for kk in ("extractor", "model", "dim", "modality", "describer_source", "failed")
+                }
+                for k, v in fsets.items()
+            },
+        }
+        (self.out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+        return RunOutput(self.out, ds, results, per_user, self.cells_run, self.cells_skipped)
+
+    def collect(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        cells = self.out / "cells"
+        res = pd.concat(
+            [pd.read_parquet(cells / k / "results.parquet") for k in dict.fromkeys(keys)], ignore_index=True
+        )
+        per = pd.concat(
+            [pd.read_parquet(cells / k / "per_user.parquet") for k in dict.fromkeys(keys)], ignore_index=True
+        )
+        return res, per
+
+
+def run_experiment(config: ExperimentConfig, on_event=None) -> RunOutput:
+    return Runner(config, on_event).run()
+
+
+__all__ = ["Runner", "run_experiment", "RunOutput", "FeatureConfig"]
