@@ -62,7 +62,7 @@ def leaderboard(
         board["control"] != "none", "control", np.where(board["features"] == "none", "id-only", "content")
     )
     tests = []  # (row index, column, p)
-    for dataset, b in board.groupby("dataset"):
+    for _, b in board.groupby("dataset"):
         ids = b[b["kind"] == "id-only"]
         best_id = ids.loc[ids["mean"].idxmax()] if len(ids) else None
         board.loc[b.index, "best_id_baseline"] = best_id["model"] if best_id is not None else None
@@ -115,22 +115,12 @@ def format_markdown(board: pd.DataFrame) -> str:
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, r in board.iterrows():
-
-        def mark(col):
-            if f"{col}_p_holm" not in r or pd.isna(r.get(f"{col}_p_holm")):
-                return ""
-            text = f"p={r[f'{col}_p_holm']:.3g}"
-            if r[f"{col}_sig"]:
-                diff = r.get("vs_id_diff") if col == "vs_id" else r.get("content_gap")
-                text += " * " + ("better" if diff is not None and diff > 0 else "worse")
-            return text
-
         gap = f"{r['content_gap']:+.4f}" if "content_gap" in r and pd.notna(r.get("content_gap")) else ""
         extras = " | ".join(f"{r[c]:.4f}" for c in extra_cols)
         lines.append(
             f"| {r['model']} | {r['features']} | {r['mean']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f}) | "
             + (extras + " | " if extra_cols else "")
-            + f"{mark('vs_id')} | {mark('vs_shuffled')} | {gap} |"
+            + f"{_mark(r, 'vs_id')} | {_mark(r, 'vs_shuffled')} | {gap} |"
         )
     lines.append("")
     lines.append(
@@ -139,6 +129,16 @@ def format_markdown(board: pd.DataFrame) -> str:
         "Content gap = real features minus the model's own shuffled-feature twin."
     )
     return "\n".join(lines)
+
+
+def _mark(r: pd.Series, col: str) -> str:
+    if f"{col}_p_holm" not in r or pd.isna(r.get(f"{col}_p_holm")):
+        return ""
+    text = f"p={r[f'{col}_p_holm']:.3g}"
+    if r[f"{col}_sig"]:
+        diff = r.get("vs_id_diff") if col == "vs_id" else r.get("content_gap")
+        text += " * " + ("better" if diff is not None and diff > 0 else "worse")
+    return text
 
 
 def model_uses_content(name: str) -> bool:
