@@ -164,7 +164,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         f"Dataset **{ds.name}** (fingerprint `{ds.fingerprint}`): "
         + ", ".join(f"{k_}: {v}" for k_, v in stats.items()),
         "",
-        f"Code version `{run.get('code_version', '?')}`, seeds {run.get('seeds')}, cutoffs {ks}.",
+        f"Code version `{run.get('code_version', '?')}`, seeds {run.get('seeds')}, cutoffs {[int(x) for x in ks]}.",
         "",
         "## Leaderboard",
         "",

@@ -115,7 +115,7 @@ class Runner:
                     options["fields"] = f.fields
                 if f.prompt:
                     options["prompt"] = f.prompt
-                ex = build_extractor(f.extractor, target, model=f.model, **options)
+                ex = build_extractor(f.extractor, target, model=f.model, items=ds.items, **options)
                 fs = extract(ds, ex, target, missing=f.missing)
             fs.manifest.update(name=f.name, config_key=key, content_hash=hash_arrays(fs.vectors))
             fs.save(target)

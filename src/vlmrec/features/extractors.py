@@ -197,7 +197,17 @@ EXTRACTORS: dict[str, tuple[str, Callable[..., Any]]] = {
         "label+OCR description of the image (not an LVLM), 'title. description' encoded by MiniLM",
         _describe_ocr,
     ),
+    "onehot": (
+        "multi-hot attributes from categorical item fields (--fields genres), for AttributeItemKNN",
+        lambda model, out, fields=None, items=None, **kw: MultiHotExtractor(items, _need_fields(fields)),
+    ),
 }
+
+
+def _need_fields(fields):
+    if not fields:
+        raise ConfigError("extractor 'onehot' needs --fields (e.g. genres or categories)")
+    return fields
 
 
 def _need_model(model: str | None, name: str) -> str:
@@ -211,6 +221,55 @@ def register_extractor(name: str, help_text: str, factory: Callable[..., Any]) -
 
 
 def build_extractor(name: str, out: Path, model: str | None = None, **options):
+    """`options` may include `items` (the dataset's item table) for extractors fitted on it."""
     if name not in EXTRACTORS:
         raise ConfigError(f"unknown extractor {name!r}; available: {', '.join(EXTRACTORS)}")
     return EXTRACTORS[name][1](model=model, out=Path(out), **options)
+
+
+class MultiHotExtractor:
+    """Multi-hot encoding of categorical item fields (e.g. MovieLens genres, Amazon categories):
+    values split on ',' or '|', the `top` most frequent per field kept, the rest pooled in
+    '<field>=Other'. Attribute vectors for AttributeItemKNN."""
+
+    def __init__(self, items: pd.DataFrame, fields: Sequence[str], top: int = 50, name: str = "onehot"):
+        import re
+        from collections import Counter
+
+        self.name = name
+        self.fields = list(fields)
+        missing = [f for f in self.fields if f not in items.columns]
+        if missing:
+            raise ConfigError(
+                f"onehot fields {missing} are not in the item table (columns: {list(items.columns)})"
+            )
+        self._split = lambda v: [t.strip().lower() for t in re.split(r"[,|]", str(v or "")) if t.strip()]
+        self.vocab: list[str] = []
+        for f in self.fields:
+            counts = Counter(t for v in items[f] for t in self._split(v))
+            kept = sorted(counts, key=lambda t: (-counts[t], t))[:top]
+            self.vocab += [f"{f}={t}" for t in kept] + ([f"{f}=Other"] if len(counts) > top else [])
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+
+    def process(self, items: pd.DataFrame):
+        out = np.zeros((len(items), len(self.vocab)), np.float32)
+        failed = {}
+        for pos in range(len(items)):
+            for f in self.fields:
+                for t in self._split(items[f].iloc[pos]):
+                    j = self.index.get(f"{f}={t}", self.index.get(f"{f}=Other"))
+                    if j is not None:
+                        out[pos, j] = 1.0
+            if not out[pos].any():
+                failed[pos] = "no attribute values"
+        return out, failed
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "extractor": self.name,
+            "modality": "attributes",
+            "model": "multi-hot",
+            "fields": self.fields,
+            "vocabulary": self.vocab,
+            "preprocessing": "split on , or |, lower-cased, top values per field + Other",
+        }
