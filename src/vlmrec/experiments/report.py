@@ -28,24 +28,21 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _bar_chart(results: pd.DataFrame, metric: str, k: int):
+def _bar_chart(board: pd.DataFrame, title: str):
+    """Horizontal bars of a leaderboard's means with its (bootstrap-over-users) 95% CIs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sel = results[(results["metric"] == metric) & (results["k"] == k)]
-    g = sel.groupby(["model", "features"])["value"]
-    stats = g.agg(["mean", "std", "count"]).reset_index().sort_values("mean")
-    half = np.where(stats["count"] > 1, 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"]), 0)
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * len(stats))))
-    labels = [f"{m} [{f}]" for m, f in zip(stats["model"], stats["features"])]
-    colours = [
-        "#999999" if "~" in f else ("#4C72B0" if f == "none" else "#DD8452") for f in stats["features"]
-    ]
-    ax.barh(labels, stats["mean"], xerr=half, color=colours, capsize=3)
-    ax.set_xlabel(f"{metric}@{k} (mean over seeds, 95% CI)")
-    ax.set_title(f"{metric}@{k} per model and representation (blue: ID-only, orange: content, grey: control)")
+    b = board.sort_values("mean")
+    err = np.vstack([b["mean"] - b["ci_low"], b["ci_high"] - b["mean"]]).clip(min=0)
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * len(b))))
+    labels = [f"{m} [{f}]" for m, f in zip(b["model"], b["features"])]
+    colours = {"id-only": "#4C72B0", "content": "#DD8452", "control": "#999999"}
+    ax.barh(labels, b["mean"], xerr=err, color=[colours[k] for k in b["kind"]], capsize=3)
+    ax.set_xlabel(f"{title} (mean over seeds, 95% CI over users)")
+    ax.set_title(f"{title} per model and representation (blue: ID-only, orange: content, grey: control)")
     return _png(fig)
 
 
@@ -147,7 +144,9 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     generated = bool(ds.info.get("generated"))
     label = ds.info.get("label", "")
     charts = {
-        f"{m}@{k}": _bar_chart(results, m, k) for m in ("recall", "ndcg") if m in set(results["metric"])
+        f"{m}@{k}": _bar_chart(board if m == metric else leaderboard(results, per_user, m, k), f"{m}@{k}")
+        for m in dict.fromkeys([metric, "ndcg"])
+        if m in set(results["metric"])
     }
     gap = _gap_chart(board)
     groups = user_groups(ds, per_user, metric, k)

@@ -1,0 +1,199 @@
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlmrec.errors import ConfigError
+from vlmrec.experiments.config import parse_config
+from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+from vlmrec.experiments.report import write_report
+from vlmrec.experiments.runner import Runner
+from vlmrec.features.featureset import FeatureSet
+
+
+def base_config(**over):
+    cfg = {
+        "name": "t",
+        "dataset": {"prepared": "x"},
+        "models": [{"name": "mostpop"}],
+    }
+    cfg.update(over)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"models": [{"name": "bpr"}]}, r"models.0.*unknown model 'bpr'"),
+        (
+            {"models": [{"name": "bprmf", "params": {"learning_rate": 1}}]},
+            r"unknown parameter\(s\) \['learning_rate'\]",
+        ),
+        ({"models": [{"name": "vbpr", "features": ["nope"]}]}, r"'nope' is not a defined feature set"),
+        ({"models": [{"name": "vbpr"}]}, r"uses item content"),
+        ({"evaluation": {"metrics": ["auc"]}}, r"evaluation.metrics.*unknown metric"),
+        ({"dataset": {"k_core": 3}}, r"dataset.*give either 'prepared'"),
+        ({"features": [{"name": "a", "fuse": ["b"]}]}, r"fuse refers to 'b'"),
+        ({"surprise": 1}, r"surprise"),
+    ],
+)
+def test_config_errors_name_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(base_config(**change), "test.yaml")
+
+
+@pytest.fixture()
+def tiny_run(tmp_path, multi_community_dataset):
+    ds = multi_community_dataset
+    ds.save(tmp_path / "ds")
+    comm = np.array(ds.info["item_community"])
+    x = np.random.default_rng(0).normal(scale=0.3, size=(ds.n_items, 8))
+    x[np.arange(ds.n_items), comm] += 1
+    FeatureSet.create(x, ds, extractor="synthetic", model="synthetic", modality="text").save(
+        tmp_path / "feat"
+    )
+    raw = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "run"),
+        "seeds": [0, 1],
+        "threads": 1,
+        "dataset": {"prepared": str(tmp_path / "ds")},
+        "features": [{"name": "comm", "path": str(tmp_path / "feat")}],
+        "controls": ["shuffled"],
+        "models": [
+            {"name": "mostpop"},
+            {"name": "bprmf", "params": {"epochs": 3, "batch_size": 256}, "grid": {"lr": [0.001, 0.05]}},
+            {"name": "profilematch", "features": ["comm"]},
+        ],
+        "evaluation": {"ks": [10, 20], "metrics": ["recall", "ndcg"]},
+    }
+    return parse_config(raw), tmp_path
+
+
+def test_runner_grid_controls_resume_and_report(tiny_run):
+    cfg, tmp = tiny_run
+    out = Runner(cfg).run()
+    # mostpop 2 seeds + bprmf 2 grid points x 2 seeds + profilematch (real + shuffled) x 2 seeds
+    assert out.cells_run == 2 + 4 + 4
+    res = pd.read_csv(tmp / "run" / "results.csv")
+    assert {"dataset", "split", "features", "model", "seed", "metric", "k", "value"} <= set(res.columns)
+    assert set(res["features"]) == {"none", "comm", "comm~shuffled"}
+    # the selected bprmf cell per seed is the one with the best validation score
+    cells = [json.loads(p.read_text()) for p in (tmp / "run" / "cells").glob("*/cell.json")]
+    for seed in (0, 1):
+        bpr = [c for c in cells if c["model"] == "bprmf" and c["seed"] == seed]
+        best = max(bpr, key=lambda c: c["valid_score"])
+        chosen = res[(res["model"] == "bprmf") & (res["seed"] == seed)]["params"].unique()
+        assert list(chosen) == [json.dumps(best["params"], sort_keys=True)]
+    # resume: nothing to do; then lose one cell (as if killed while it ran) and only it reruns
+    again = Runner(cfg).run()
+    assert again.cells_run == 0 and again.cells_skipped == 10
+    victim = next((tmp / "run" / "cells").iterdir())
+    shutil.rmtree(victim)
+    assert Runner(cfg).run().cells_run == 1
+    pd.testing.assert_frame_equal(pd.read_csv(tmp / "run" / "results.csv"), res)
+    # report
+    html_path = write_report(tmp / "run")
+    text = html_path.read_text()
+    assert "Leaderboard" in text and "data:image/png;base64," in text and "Cold vs warm" in text
+    assert (tmp / "run" / "report.md").exists() and (tmp / "run" / "leaderboard.csv").exists()
+    board = pd.read_csv(tmp / "run" / "leaderboard.csv")
+    pm = board[(board["model"] == "profilematch") & (board["features"] == "comm")].iloc[0]
+    assert pm["content_gap"] > 0 and bool(pm["vs_shuffled_sig"])
+
+
+def _synthetic_results():
+    rng = np.random.default_rng(0)
+    users = np.arange(300)
+    rows, per = [], []
+    spec = {
+        ("mostpop", "none", "none"): 0.1,
+        ("lightgcn", "none", "none"): 0.3,
+        ("pm", "t", "none"): 0.5,
+        ("pm", "t~shuffled", "shuffled"): 0.3,
+        ("weak", "t", "none"): 0.3,
+    }
+    for (model, feats, control), p in spec.items():
+        for seed in (0, 1):
+            v = (rng.random(len(users)) < p).astype(float)
+            per.append(
+                pd.DataFrame(
+                    {
+                        "dataset": "d",
+                        "model": model,
+                        "features": feats,
+                        "control": control,
+                        "seed": seed,
+                        "user": users,
+                        "metric": "recall",
+                        "k": 20,
+                        "value": v,
+                    }
+                )
+            )
+            rows.append(
+                {
+                    "dataset": "d",
+                    "split": "test",
+                    "features": feats,
+                    "model": model,
+                    "seed": seed,
+                    "metric": "recall",
+                    "k": 20,
+                    "value": v.mean(),
+                    "control": control,
+                }
+            )
+    return pd.DataFrame(rows), pd.concat(per, ignore_index=True)
+
+
+def test_leaderboard_tests_against_best_id_and_shuffled_with_holm():
+    res, per = _synthetic_results()
+    board = leaderboard(res, per, "recall", 20).set_index(["model", "features"])
+    assert (board["best_id_baseline"] == "lightgcn").all()
+    assert bool(board.loc[("pm", "t"), "vs_id_sig"]) and bool(board.loc[("pm", "t"), "vs_shuffled_sig"])
+    assert not bool(board.loc[("weak", "t"), "vs_id_sig"])
+    # Holm-adjusted p >= raw p
+    assert (board["vs_id_p_holm"].dropna() >= board["vs_id_p"].dropna() - 1e-12).all()
+    lo, hi = board.loc[("pm", "t"), ["ci_low", "ci_high"]]
+    assert lo < board.loc[("pm", "t"), "mean"] < hi
+    md = format_markdown(board.reset_index())
+    assert "* better" in md
+
+
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install chromium); .ci/run installs it")
+    cfg, tmp = tiny_run
+    Runner(cfg).run()
+    html_path = write_report(tmp / "run")
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.shape[0] >= 2000 and img.std() > 10  # a real page, not a blank screen
