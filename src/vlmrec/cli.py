@@ -177,6 +177,10 @@ def extract(
     missing: str = typer.Option(
         "mean", help="Fill for items that fail (listed in the manifest): mean, zero, error."
     ),
+    layer: str = typer.Option(
+        "-1", help="LVLM hidden-state layer: index (-1 last) or mean_last_N (lvlm-embed)."
+    ),
+    pooling: str = typer.Option("mean", help="LVLM pooling: mean, image, prompt, last (lvlm-embed)."),
     list_: bool = typer.Option(False, "--list", help="List the available extractors and exit."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
@@ -201,6 +205,8 @@ def extract(
         options = {"fields": fields.split(",") if fields else None, "batch_size": batch_size}
         if prompt:
             options["prompt"] = prompt
+        if extractor.startswith("lvlm"):
+            options.update(layer=int(layer) if layer.lstrip("-").isdigit() else layer, pooling=pooling)
         ex = build_extractor(extractor, out, model=model, items=ds.items, **options)
         fs = run_extract(ds, ex, out, chunk_size=chunk_size, missing=missing)
     except VlmrecError as e:
@@ -209,6 +215,47 @@ def extract(
         f"{fs.name}: {fs.vectors.shape[0]:,} items x {fs.dim} dims -> {out}"
         f"  ({len(fs.manifest['failed'])} failed, policy {missing})"
     )
+
+
+@app.command()
+def describe(
+    dataset: Path = typer.Option(..., help="A prepared dataset folder."),
+    model: str | None = typer.Option(None, help="LVLM checkpoint folder or hub id."),
+    prompt: str = typer.Option(
+        "free",
+        help="Template: baby, pets, clothing, recipes, movies, free, vlm4rec, control, or a YAML file.",
+    ),
+    out: Path | None = typer.Option(None, help="Output folder (default DATASET/descriptions/PROMPT)."),
+    batch_size: int = typer.Option(8),
+    max_new_tokens: int = typer.Option(96),
+    load_in_4bit: bool = typer.Option(False, help="4-bit weights (needs bitsandbytes and a GPU)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose"),
+) -> None:
+    """Generate LVLM descriptions (cached, resumable); write the described-text FeatureSet and, for
+    fill-in-the-blank prompts, the one-hot attribute FeatureSet."""
+    _setup_logging(verbose)
+    from vlmrec.data.dataset import Dataset
+    from vlmrec.features.lvlm_extractors import describe_catalogue
+
+    out = out or dataset / "descriptions" / Path(prompt).stem
+    try:
+        ds = Dataset.load(dataset)
+        sets = describe_catalogue(
+            ds,
+            model,
+            prompt,
+            out,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            load_in_4bit=load_in_4bit,
+        )
+    except VlmrecError as e:
+        _fail(e)
+    for name, fs in sets.items():
+        console.print(
+            f"{name}: {fs.vectors.shape[0]:,} items x {fs.dim} -> {out / name} ({len(fs.manifest['failed'])} failed)"
+        )
+    console.print(f"descriptions: {out / 'descriptions.jsonl'}")
 
 
 @app.command()

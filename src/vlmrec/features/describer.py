@@ -80,7 +80,7 @@ class LabelOCRDescriber:
         words = [text for _, text, score in (result or []) if float(score) >= self.min_ocr_score]
         return " ".join(words)
 
-    def describe(self, images: list[Image.Image]) -> list[dict]:
+    def describe(self, images: list[Image.Image], titles: list[str] | None = None) -> list[dict]:
         out = []
         for img, labels in zip(images, self.labels(images)):
             text = self.read_text(img)

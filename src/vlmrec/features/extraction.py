@@ -57,6 +57,10 @@ def extract(
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing-item policy {missing!r}: choose one of {MISSING_POLICIES}")
     out = Path(out)
+    if hasattr(extractor, "extract_all"):
+        # extractors fitted on the whole catalogue (e.g. an attribute vocabulary) run in one go;
+        # their own expensive steps checkpoint through their caches
+        return extractor.extract_all(dataset, out, missing=missing)
     partial = out / ".partial"
     partial.mkdir(parents=True, exist_ok=True)
     config = {

@@ -111,6 +111,11 @@ class DescribedTextExtractor:
     def descriptions(self, items: pd.DataFrame) -> tuple[list[str], dict[int, str]]:
         texts: list[str | None] = [None] * len(items)
         todo, imgs, failed = [], [], {}
+        titles = (
+            items[self.title_field].fillna("").astype(str).tolist()
+            if self.title_field in items
+            else [""] * len(items)
+        )
         for pos, (item_id, path) in enumerate(zip(items["item_id"].astype(str), items["image_path"])):
             rec = self.cache.get(self._key(item_id)) if self.cache else None
             if rec is not None:
@@ -123,7 +128,8 @@ class DescribedTextExtractor:
                 failed[pos] = str(e)
         for s in range(0, len(todo), self.batch_size):
             batch = todo[s : s + self.batch_size]
-            for pos, rec in zip(batch, self.describer.describe(imgs[s : s + self.batch_size])):
+            recs = self.describer.describe(imgs[s : s + self.batch_size], [titles[p] for p in batch])
+            for pos, rec in zip(batch, recs):
                 texts[pos] = rec["description"]
                 if self.cache:
                     self.cache.put(
@@ -197,11 +203,29 @@ EXTRACTORS: dict[str, tuple[str, Callable[..., Any]]] = {
         "label+OCR description of the image (not an LVLM), 'title. description' encoded by MiniLM",
         _describe_ocr,
     ),
+    "lvlm-embed": (
+        "LVLM hidden states under a structured prompt (--model PATH --prompt clothing; options layer, pooling)",
+        lambda model, out, **kw: _lvlm_factory("build_lvlm_embed")(model, out, **kw),
+    ),
+    "lvlm-describe": (
+        "LVLM description of the image, 'title. description' embedded by MiniLM (VLM4Rec; --model --prompt)",
+        lambda model, out, **kw: _lvlm_factory("build_lvlm_describe")(model, out, **kw),
+    ),
+    "lvlm-attributes": (
+        "LVLM fill-in-the-blank attributes, one-hot top-50 per slot + Other (Pomo et al.; --model --prompt)",
+        lambda model, out, **kw: _lvlm_factory("build_lvlm_attributes")(model, out, **kw),
+    ),
     "onehot": (
         "multi-hot attributes from categorical item fields (--fields genres), for AttributeItemKNN",
         lambda model, out, fields=None, items=None, **kw: MultiHotExtractor(items, _need_fields(fields)),
     ),
 }
+
+
+def _lvlm_factory(name: str):
+    from vlmrec.features import lvlm_extractors
+
+    return getattr(lvlm_extractors, name)
 
 
 def _need_fields(fields):
