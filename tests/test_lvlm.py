@@ -14,7 +14,7 @@ from vlmrec.features.attributes import AttributeEncoder, normalise_keyword
 from vlmrec.features.lvlm import LVLM, pool, select_layer
 from vlmrec.features.prompts import BUILTIN, load_template, parse_fitb
 
-from .tiny_lvlm import build_tiny_idefics3, build_tiny_llava
+from .tiny_lvlm import build_tiny_idefics3, build_tiny_llava, build_tiny_qwen2vl
 
 ARCHS = {"llava": build_tiny_llava, "idefics3": build_tiny_idefics3}
 
@@ -80,6 +80,21 @@ def test_generation_is_greedy_and_deterministic(lvlms, photos, arch):
     a = lvlms[arch].generate(photos, [BUILTIN["free"].render()] * 2, max_new_tokens=6)
     b = lvlms[arch].generate(photos, [BUILTIN["free"].render()] * 2, max_new_tokens=6)
     assert a == b and len(a) == 2 and all(isinstance(t, str) for t in a)
+
+
+def test_qwen2vl_where_torchvision_imports(tmp_path, photos):
+    """Qwen2-VL's processor requires torchvision in transformers 5 (not importable beside the CPU
+    torch wheel here); the GPU machines have it, and this test runs there."""
+    pytest.importorskip("torchvision")
+    lvlm = LVLM(str(build_tiny_qwen2vl(tmp_path / "qwen")), device="cpu")
+    prompts = [BUILTIN["baby"].render()] * 2
+    batch = lvlm.inputs(photos, prompts)
+    with torch.no_grad():
+        last = lvlm.model(**batch, output_hidden_states=True).hidden_states[-1].float()
+    img = (batch["input_ids"] == lvlm.image_token_id) & batch["attention_mask"].bool()
+    got = lvlm.embed(photos, prompts, pooling="image")
+    assert np.allclose(got[0], last[0][img[0]].mean(0).numpy(), atol=1e-5)
+    assert len(lvlm.generate(photos, prompts, max_new_tokens=4)) == 2
 
 
 def test_layer_and_pooling_errors():
