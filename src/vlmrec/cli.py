@@ -389,5 +389,45 @@ def demo(
     console.print(f"demo finished in {time.perf_counter() - t0:.0f}s")
 
 
+@app.command()
+def serve(
+    run: Path | None = typer.Option(
+        None, "--run", help="A run folder: serves its best trained cell (or --model/--features)."
+    ),
+    dataset: Path | None = typer.Option(
+        None, help="A prepared dataset (with --features): ProfileMatch serving."
+    ),
+    features: str | None = typer.Option(
+        None, help="FeatureSet folder (with --dataset) or features label (with --run)."
+    ),
+    model: str | None = typer.Option(None, help="With --run: which model's cell to serve."),
+    state_dir: Path | None = typer.Option(
+        None, help="Where the event and item logs live (survive restarts)."
+    ),
+    index: str = typer.Option("auto", help="auto, flat (exact) or hnsw."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+) -> None:
+    """Serve recommendations over HTTP (FastAPI; OpenAPI schema at /docs and /openapi.json)."""
+    import uvicorn
+
+    from vlmrec.provenance import set_threads
+    from vlmrec.serving import loader
+    from vlmrec.serving.service import create_app
+
+    set_threads(1)
+    try:
+        if run is not None:
+            state = loader.from_run(run, model, features, state_dir, index)
+        elif dataset is not None and features:
+            state = loader.from_dataset(dataset, features, state_dir, index)
+        else:
+            raise VlmrecError("give --run RUN_DIR, or --dataset DIR --features FEATURESET_DIR")
+    except VlmrecError as e:
+        _fail(e)
+    console.print(f"serving {state.description} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+
+
 def main() -> None:  # pragma: no cover
     app()

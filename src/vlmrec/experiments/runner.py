@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from vlmrec.data.dataset import Dataset
@@ -175,6 +176,12 @@ class Runner:
         cell_dir.mkdir(parents=True, exist_ok=True)
         res.results.assign(**extra).to_parquet(cell_dir / "results.parquet", index=False)
         res.per_user.assign(**extra).to_parquet(cell_dir / "per_user.parquet", index=False)
+        if hasattr(res.model, "user_factors_"):  # lets `vlmrec serve --run` serve this exact model
+            np.savez(
+                cell_dir / "factors.npz",
+                user_factors=res.model.user_factors_,
+                item_factors=res.model.item_factors_,
+            )
         record = {
             **spec,
             "key": key,
