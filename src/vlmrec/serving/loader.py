@@ -62,7 +62,10 @@ def from_run(
         rows = rows[rows["model"] == model]
     if features:
         rows = rows[rows["features"] == features]
-    rows = rows[[(run / "cells" / c / "factors.npz").exists() for c in rows["cell"]]]
+    servable = [(run / "cells" / c / "factors.npz").exists()
+                or (m == "profilematch" and (run / "features" / str(f) / "vectors.npy").exists())
+                for c, m, f in zip(rows["cell"], rows["model"], rows["features"])]
+    rows = rows[servable]
     if rows.empty:
         raise DataError(
             f"{run}: no servable cell for model={model!r} features={features!r} "
