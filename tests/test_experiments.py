@@ -197,3 +197,13 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
 
     img = np.asarray(Image.open(shot).convert("L"))
     assert img.shape[0] >= 2000 and img.std() > 10  # a real page, not a blank screen
+
+
+def test_paper_configs_validate():
+    from pathlib import Path
+
+    from vlmrec.experiments.config import load_config
+
+    for path in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
+        cfg = load_config(path)
+        assert cfg.models and cfg.name
