@@ -22,9 +22,15 @@ def environment() -> dict:
 
     from vlmrec.provenance import code_version
 
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "code_version": code_version(),
-            "machine": platform.machine()}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "code_version": code_version(),
+        "machine": platform.machine(),
+    }
 
 
 def write(name: str, payload: dict, markdown: str) -> Path:

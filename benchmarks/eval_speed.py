@@ -82,8 +82,12 @@ def main() -> None:
     ap.add_argument("--interactions", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cornac-python", default=None, help="a python with cornac installed, for the side-by-side run")
-    ap.add_argument("--cornac-users", type=int, default=2000, help="cornac evaluates this many users (it is slow)")
+    ap.add_argument(
+        "--cornac-python", default=None, help="a python with cornac installed, for the side-by-side run"
+    )
+    ap.add_argument(
+        "--cornac-users", type=int, default=2000, help="cornac evaluates this many users (it is slow)"
+    )
     args = ap.parse_args()
     set_threads(args.threads)
     train, test = synthetic(args.users, args.items, args.interactions)
@@ -95,12 +99,22 @@ def main() -> None:
     t = time.perf_counter()
     res = ev.evaluate(Factors(U, V))
     secs = time.perf_counter() - t
-    ours = {"users": len(ev.users), "seconds": secs, "users_per_s": len(ev.users) / secs,
-            "recall@20": res.mean("recall", 20), "ndcg@20": res.mean("ndcg", 20), "peak_rss_mb": peak_rss_mb()}
+    ours = {
+        "users": len(ev.users),
+        "seconds": secs,
+        "users_per_s": len(ev.users) / secs,
+        "recall@20": res.mean("recall", 20),
+        "ndcg@20": res.mean("ndcg", 20),
+        "peak_rss_mb": peak_rss_mb(),
+    }
     payload = {"config": vars(args), "dataset": ds.stats(), "vlmrec": ours}
-    md = [f"# eval_speed ({ds.n_users:,} users x {ds.n_items:,} items, {len(ds.train):,} train / {len(ds.test):,} test)", "",
-          "| engine | users | seconds | users/s | recall@20 | ndcg@20 | peak RSS MB |", "|---|---|---|---|---|---|---|",
-          f"| vlmrec | {ours['users']:,} | {secs:.1f} | {ours['users_per_s']:.0f} | {ours['recall@20']:.6f} | {ours['ndcg@20']:.6f} | {ours['peak_rss_mb']:.0f} |"]
+    md = [
+        f"# eval_speed ({ds.n_users:,} users x {ds.n_items:,} items, {len(ds.train):,} train / {len(ds.test):,} test)",
+        "",
+        "| engine | users | seconds | users/s | recall@20 | ndcg@20 | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+        f"| vlmrec | {ours['users']:,} | {secs:.1f} | {ours['users_per_s']:.0f} | {ours['recall@20']:.6f} | {ours['ndcg@20']:.6f} | {ours['peak_rss_mb']:.0f} |",
+    ]
     if args.cornac_python:
         # same users, same scores: a subset keeps cornac's per-user Python loop affordable
         sub_users = ev.users[: args.cornac_users]
@@ -110,25 +124,47 @@ def main() -> None:
         sub_secs = time.perf_counter() - t
         keep_t = np.isin(ds.test["user"], sub_users)
         with tempfile.TemporaryDirectory() as d:
-            np.savez(Path(d) / "data.npz", train=ds.train[["user", "item"]].to_numpy(),
-                     test=ds.test[keep_t][["user", "item"]].to_numpy(), U=U, V=V)
+            np.savez(
+                Path(d) / "data.npz",
+                train=ds.train[["user", "item"]].to_numpy(),
+                test=ds.test[keep_t][["user", "item"]].to_numpy(),
+                U=U,
+                V=V,
+            )
             (Path(d) / "run.py").write_text(CORNAC_SCRIPT)
-            out = subprocess.run([args.cornac_python, str(Path(d) / "run.py"), str(Path(d) / "data.npz")],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [args.cornac_python, str(Path(d) / "run.py"), str(Path(d) / "data.npz")],
+                capture_output=True,
+                text=True,
+            )
         if out.returncode == 0:
             c = json.loads(out.stdout.strip().splitlines()[-1])
-            mine = {"recall@20": sub_res.mean("recall", 20), "ndcg@20": sub_res.mean("ndcg", 20), "seconds": sub_secs}
-            payload["cornac_subset"] = {"users": len(sub_users), "vlmrec": mine, "cornac": c,
-                                        "recall_abs_diff": abs(mine["recall@20"] - c["recall@20"]),
-                                        "ndcg_abs_diff": abs(mine["ndcg@20"] - c["ndcg@20"]),
-                                        "speed_ratio": c["seconds"] / sub_secs}
-            md += [f"| vlmrec (subset) | {len(sub_users):,} | {sub_secs:.2f} | {len(sub_users) / sub_secs:.0f} | {mine['recall@20']:.6f} | {mine['ndcg@20']:.6f} | |",
-                   f"| cornac (subset) | {c['users']:,} | {c['seconds']:.2f} | {c['users'] / c['seconds']:.0f} | {c['recall@20']:.6f} | {c['ndcg@20']:.6f} | |",
-                   "", f"Metric agreement: |Δrecall| = {payload['cornac_subset']['recall_abs_diff']:.2e}, "
-                   f"|Δndcg| = {payload['cornac_subset']['ndcg_abs_diff']:.2e}; cornac/vlmrec time = {payload['cornac_subset']['speed_ratio']:.1f}x"]
+            mine = {
+                "recall@20": sub_res.mean("recall", 20),
+                "ndcg@20": sub_res.mean("ndcg", 20),
+                "seconds": sub_secs,
+            }
+            payload["cornac_subset"] = {
+                "users": len(sub_users),
+                "vlmrec": mine,
+                "cornac": c,
+                "recall_abs_diff": abs(mine["recall@20"] - c["recall@20"]),
+                "ndcg_abs_diff": abs(mine["ndcg@20"] - c["ndcg@20"]),
+                "speed_ratio": c["seconds"] / sub_secs,
+            }
+            md += [
+                f"| vlmrec (subset) | {len(sub_users):,} | {sub_secs:.2f} | {len(sub_users) / sub_secs:.0f} | {mine['recall@20']:.6f} | {mine['ndcg@20']:.6f} | |",
+                f"| cornac (subset) | {c['users']:,} | {c['seconds']:.2f} | {c['users'] / c['seconds']:.0f} | {c['recall@20']:.6f} | {c['ndcg@20']:.6f} | |",
+                "",
+                f"Metric agreement: |Δrecall| = {payload['cornac_subset']['recall_abs_diff']:.2e}, "
+                f"|Δndcg| = {payload['cornac_subset']['ndcg_abs_diff']:.2e}; cornac/vlmrec time = {payload['cornac_subset']['speed_ratio']:.1f}x",
+            ]
         else:
             payload["cornac_subset"] = {"error": out.stderr[-2000:]}
-            md += ["", f"cornac run failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'unknown'}"]
+            md += [
+                "",
+                f"cornac run failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'unknown'}",
+            ]
     write("eval_speed", payload, "\n".join(md))
 
 

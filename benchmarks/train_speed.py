@@ -59,18 +59,33 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHILD, name, str(args.epochs), str(args.threads), src],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, name, str(args.epochs), str(args.threads), src],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
-            rows.append({"model": name, "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"})
+            rows.append(
+                {
+                    "model": name,
+                    "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed",
+                }
+            )
         else:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]) | {"wall_s": time.perf_counter() - t})
         print(rows[-1], flush=True)
-    md = ["# train_speed (synthetic Amazon-Baby-sized catalogue, 4096-d image + 384-d text, batch 2048, CPU)", "",
-          "| model | s/epoch | peak RSS MB |", "|---|---|---|"]
+    md = [
+        "# train_speed (synthetic Amazon-Baby-sized catalogue, 4096-d image + 384-d text, batch 2048, CPU)",
+        "",
+        "| model | s/epoch | peak RSS MB |",
+        "|---|---|---|",
+    ]
     for r in rows:
-        md.append(f"| {r['model']} | {r.get('seconds_per_epoch', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} |"
-                  if "error" not in r else f"| {r['model']} | error: {r['error']} | |")
+        md.append(
+            f"| {r['model']} | {r.get('seconds_per_epoch', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} |"
+            if "error" not in r
+            else f"| {r['model']} | error: {r['error']} | |"
+        )
     md += ["", "MMRec side by side: not run (see docs/benchmarks.md)."]
     write("train_speed", {"config": vars(args), "rows": rows}, "\n".join(md))
 

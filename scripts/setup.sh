@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
-pip install -q -e ".[demo,dev]"
+pip install -q -e ".[demo,dev,ray]"
 # rapidocr pins the GUI opencv build; it runs on the headless one installed by the [ocr] extra.
 pip install -q --no-deps rapidocr-onnxruntime==1.4.4
 python -c "import torch; assert '+cpu' in torch.__version__ or not torch.version.cuda, torch.__version__"

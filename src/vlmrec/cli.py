@@ -181,6 +181,9 @@ def extract(
         "-1", help="LVLM hidden-state layer: index (-1 last) or mean_last_N (lvlm-embed)."
     ),
     pooling: str = typer.Option("mean", help="LVLM pooling: mean, image, prompt, last (lvlm-embed)."),
+    engine: str = typer.Option("local", help="local, or ray (a Ray Data pipeline; vlmrec[ray])."),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local one)."),
+    workers: int | None = typer.Option(None, help="Ray actors (default: the free CPUs, or GPUs)."),
     list_: bool = typer.Option(False, "--list", help="List the available extractors and exit."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
@@ -207,8 +210,25 @@ def extract(
             options["prompt"] = prompt
         if extractor.startswith("lvlm"):
             options.update(layer=int(layer) if layer.lstrip("-").isdigit() else layer, pooling=pooling)
-        ex = build_extractor(extractor, out, model=model, items=ds.items, **options)
-        fs = run_extract(ds, ex, out, chunk_size=chunk_size, missing=missing)
+        if engine == "ray":
+            from vlmrec.features.ray_engine import extract_ray
+
+            fs = extract_ray(
+                dataset,
+                extractor,
+                out,
+                model=model,
+                options=options,
+                chunk_size=chunk_size,
+                missing=missing,
+                address=address,
+                num_workers=workers,
+            )
+        elif engine == "local":
+            ex = build_extractor(extractor, out, model=model, items=ds.items, **options)
+            fs = run_extract(ds, ex, out, chunk_size=chunk_size, missing=missing)
+        else:
+            raise VlmrecError(f"--engine {engine!r}: choose local or ray")
     except VlmrecError as e:
         _fail(e)
     console.print(

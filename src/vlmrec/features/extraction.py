@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -61,28 +62,12 @@ def extract(
         # extractors fitted on the whole catalogue (e.g. an attribute vocabulary) run in one go;
         # their own expensive steps checkpoint through their caches
         return extractor.extract_all(dataset, out, missing=missing)
-    partial = out / ".partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    config = {
-        "extractor": extractor.manifest(),
-        "chunk_size": chunk_size,
-        "dataset_fingerprint": dataset.fingerprint,
-    }
-    config_key = hash_text(json.dumps(config, sort_keys=True, default=str))
-    marker = partial / "config.json"
-    if marker.exists() and json.loads(marker.read_text()).get("key") != config_key:
-        log.warning("%s: partial results were made with another configuration; starting over", out)
-        shutil.rmtree(partial)
-        partial.mkdir(parents=True)
-    marker.write_text(json.dumps({"key": config_key, **config}, default=str))
-
+    manifest = extractor.manifest()
+    todo = prepare_partial(out, dataset, {"extractor": manifest, "chunk_size": chunk_size})
     n = dataset.n_items
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    todo = [c for c in range(n_chunks) if not (partial / f"chunk_{c:05d}.npz").exists()]
-    done_items = (n_chunks - len(todo)) * chunk_size
     bar = tqdm(
         total=n,
-        initial=min(done_items, n),
+        initial=n - sum(len(chunk_rows(dataset, c, chunk_size)) for c in todo),
         desc=f"extract {extractor.name}",
         unit="item",
         disable=None if progress else True,
@@ -92,24 +77,59 @@ def extract(
         if max_chunks is not None and count >= max_chunks:
             bar.close()
             return None
-        rows = dataset.items.iloc[c * chunk_size : (c + 1) * chunk_size]
-        vectors, failed = extractor.process(rows)
-        if len(vectors) != len(rows):
-            raise DataError(
-                f"extractor {extractor.name}: returned {len(vectors)} vectors for {len(rows)} items"
-            )
-        tmp = partial / f"chunk_{c:05d}.tmp.npz"
-        np.savez(
-            tmp,
-            vectors=np.asarray(vectors, np.float32),
-            failed_pos=np.array(list(failed), dtype=np.int64),
-            failed_reason=np.array(list(failed.values()), dtype=str),
-        )
-        tmp.replace(partial / f"chunk_{c:05d}.npz")
-        bar.update(len(rows))
+        bar.update(process_chunk(extractor, dataset.items, c, chunk_size, out / ".partial"))
     bar.close()
-    seconds = time.perf_counter() - t0
+    return assemble(dataset, out, manifest, chunk_size, missing, time.perf_counter() - t0)
 
+
+def prepare_partial(out: Path, dataset: Dataset, spec: dict) -> list[int]:
+    """Create `out/.partial` for this configuration (starting over if it was made with another)
+    and return the chunk numbers still to do."""
+    partial = out / ".partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    config = {**spec, "dataset_fingerprint": dataset.fingerprint}
+    config_key = hash_text(json.dumps(config, sort_keys=True, default=str))
+    marker = partial / "config.json"
+    if marker.exists() and json.loads(marker.read_text()).get("key") != config_key:
+        log.warning("%s: partial results were made with another configuration; starting over", out)
+        shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+    marker.write_text(json.dumps({"key": config_key, **config}, default=str))
+    n_chunks = (dataset.n_items + spec["chunk_size"] - 1) // spec["chunk_size"]
+    return [c for c in range(n_chunks) if not (partial / f"chunk_{c:05d}.npz").exists()]
+
+
+def chunk_rows(dataset: Dataset, c: int, chunk_size: int) -> pd.DataFrame:
+    return dataset.items.iloc[c * chunk_size : (c + 1) * chunk_size]
+
+
+def process_chunk(extractor: Extractor, items: pd.DataFrame, c: int, chunk_size: int, partial: Path) -> int:
+    """Extract one chunk and write it atomically (a kill leaves either the whole chunk or none)."""
+    rows = items.iloc[c * chunk_size : (c + 1) * chunk_size]
+    vectors, failed = extractor.process(rows)
+    if len(vectors) != len(rows):
+        raise DataError(f"extractor {extractor.name}: returned {len(vectors)} vectors for {len(rows)} items")
+    tmp = partial / f"chunk_{c:05d}.tmp-{os.getpid()}.npz"
+    np.savez(
+        tmp,
+        vectors=np.asarray(vectors, np.float32),
+        failed_pos=np.array(list(failed), dtype=np.int64),
+        failed_reason=np.array(list(failed.values()), dtype=str),
+    )
+    tmp.replace(partial / f"chunk_{c:05d}.npz")
+    return len(rows)
+
+
+def assemble(
+    dataset: Dataset, out: Path, manifest: dict, chunk_size: int, missing: str, seconds: float, **extra: Any
+) -> FeatureSet:
+    """Join the chunks into `vectors.npy` once every item is accounted for (processed or failed)."""
+    partial = out / ".partial"
+    n = dataset.n_items
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    absent = [c for c in range(n_chunks) if not (partial / f"chunk_{c:05d}.npz").exists()]
+    if absent:
+        raise DataError(f"{out}: chunks {absent[:10]} are missing; re-run the extraction to complete them")
     blocks, failed_all = [], []
     for c in range(n_chunks):
         with np.load(partial / f"chunk_{c:05d}.npz") as z:
@@ -119,7 +139,7 @@ def extract(
                 for p, r in zip(z["failed_pos"], z["failed_reason"])
             ]
     vectors = np.concatenate(blocks).astype(np.float32)
-    vectors = _apply_missing_policy(vectors, failed_all, missing, extractor.name)
+    vectors = _apply_missing_policy(vectors, failed_all, missing, manifest.get("extractor", "?"))
     for f in failed_all:
         f["item_id"] = str(dataset.item_ids[f["item"]])
     fs = FeatureSet.create(
@@ -128,8 +148,9 @@ def extract(
         name=out.name,
         missing_policy=missing,
         failed=failed_all,
-        **extractor.manifest(),
+        **manifest,
         extraction_seconds=round(seconds, 3),
+        **extra,
     )
     fs.save(out)
     shutil.rmtree(partial)

@@ -62,9 +62,11 @@ def from_run(
         rows = rows[rows["model"] == model]
     if features:
         rows = rows[rows["features"] == features]
-    servable = [(run / "cells" / c / "factors.npz").exists()
-                or (m == "profilematch" and (run / "features" / str(f) / "vectors.npy").exists())
-                for c, m, f in zip(rows["cell"], rows["model"], rows["features"])]
+    servable = [
+        (run / "cells" / c / "factors.npz").exists()
+        or (m == "profilematch" and (run / "features" / str(f) / "vectors.npy").exists())
+        for c, m, f in zip(rows["cell"], rows["model"], rows["features"])
+    ]
     rows = rows[servable]
     if rows.empty:
         raise DataError(
