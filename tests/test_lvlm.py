@@ -105,6 +105,19 @@ def test_layer_and_pooling_errors():
         pool(hs[0], torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), "image", None)
 
 
+def test_vllm_backend_absent_is_explained(tiny_models):
+    try:
+        import vllm  # noqa: F401
+
+        pytest.skip("vLLM is installed here; the GPU check covers it")
+    except ImportError:
+        pass
+    from vlmrec.features.lvlm_extractors import build_lvlm_describe
+
+    with pytest.raises(ModelError, match="pip install vllm"):
+        build_lvlm_describe(str(tiny_models["llava"]), "/tmp/x", prompt="free", backend="vllm")
+
+
 def test_no_model_explains_offline_alternative():
     with pytest.raises(ModelError, match="describe-ocr"):
         LVLM(None)

@@ -181,3 +181,52 @@ def pool(
             raise ModelError(f"pooling {pooling!r}: some inputs have no {pooling} tokens")
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class VLLMGenerator:
+    """Generation at scale with vLLM (GPU only, optional): the same chat prompts and greedy decoding
+    as `LVLM.generate`. Embeddings stay on the transformers backend (vLLM exposes no hidden states)."""
+
+    def __init__(
+        self, model: str | None, max_new_tokens: int = 96, trust_remote_code: bool = False, **engine_kwargs
+    ):
+        if not model:
+            raise ModelError(NO_LVLM_HELP)
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise ModelError(
+                "the vLLM backend needs `pip install vllm` on a GPU machine; "
+                "use the default transformers backend otherwise"
+            ) from e
+        from transformers import AutoProcessor
+
+        self.model_id = str(model)
+        self.processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=trust_remote_code)
+        self.llm = LLM(
+            model=self.model_id,
+            trust_remote_code=trust_remote_code,
+            limit_mm_per_prompt={"image": 1},
+            **engine_kwargs,
+        )
+        self._params = lambda n: SamplingParams(temperature=0.0, max_tokens=n)
+        self.max_new_tokens = max_new_tokens
+
+    def generate(
+        self, images: list[Image.Image], prompts: list[str], max_new_tokens: int | None = None
+    ) -> list[str]:
+        requests = []
+        for image, prompt in zip(images, prompts):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            requests.append({"prompt": text, "multi_modal_data": {"image": image}})
+        outputs = self.llm.generate(requests, self._params(max_new_tokens or self.max_new_tokens))
+        return [o.outputs[0].text.strip() for o in outputs]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model_id,
+            "architecture": "vLLM",
+            "dtype": "auto",
+            "processor": type(self.processor).__name__,
+        }

@@ -176,6 +176,14 @@ class LVLMAttributeExtractor:
 
 
 def _lvlm(model, options) -> LVLM:
+    if options.get("backend", "transformers") == "vllm":
+        from vlmrec.features.lvlm import VLLMGenerator
+
+        return VLLMGenerator(
+            model,
+            max_new_tokens=int(options.get("max_new_tokens", 96)),
+            trust_remote_code=bool(options.get("trust_remote_code", False)),
+        )
     return LVLM(
         model,
         device=options.get("device"),
