@@ -7,7 +7,8 @@ network). For a batch of observed (u, i):
   L_rec   = 1 - cos(p(e_u), sg(drop(e_i))) + 1 - cos(p(e_i), sg(drop(e_u)))
   L_align = sum_m 1 - cos(p(z_m,i), sg(drop(e_i)))          (inter-modality alignment)
   L_mask  = sum_m 1 - cos(p(z_m,i), sg(drop(z_m,i)))        (masked feature reconstruction)
-  L = L_rec + cl_weight (L_align + L_mask) + reg_weight ||E_item||^2
+  L = L_rec + cl_weight (L_align + L_mask) + reg_weight (||E_user||_F + ||E_item||_F) / n_items
+  (the regulariser on the encoder outputs, as in the reference implementation)
 Scores: <p(e_u), p(e_i)>. Validation typically plateaus for some epochs before the bootstrap
 takes off, hence the longer default patience.
 """
@@ -93,7 +94,7 @@ class BM3(TorchRecommender):
                 z_target = F.dropout(z.clone(), self.dropout)
             z_online = pred(z)
             cl = cl + (_neg_cos(z_online, i_target) + _neg_cos(z_online, z_target)).mean()
-        reg = self.net["item"](pos).pow(2).sum(-1).mean()
+        reg = (eu.norm() + ei.norm()) / ei.shape[0]
         return loss + self.cl_weight * cl + self.reg_weight * reg
 
     def _final_embeddings(self):

@@ -6,7 +6,9 @@ Item content view: h_i = (S^L E_item)_i  (L = n_mm_layers, over item ID embeddin
 Denoised user-item graph: each epoch keep (1 - dropout) of the edges, sampled with probability
   proportional to 1 / sqrt(d_u d_i) (degree-sensitive pruning), renormalised; LightGCN on it gives
   (e_u, e_i). Final: user e_u, item e_i + h_i.
-Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m) (modality projection losses).
+Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m) (modality projection losses)
+  (+ an optional L2 term `reg`, 0 by default as in the reference implementation).
+kNN neighbours exclude the item itself (the reference implementation keeps it among its k).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class FREEDOM(TorchRecommender):
         dropout: float = 0.8,
         image_weight: float = 0.1,
         reg_weight: float = 1e-4,
-        reg: float = 1e-4,
+        reg: float = 0.0,
         epochs: int = 100,
         batch_size: int = 1024,
         lr: float = 5e-3,
