@@ -41,7 +41,8 @@ class EvalResult:
 class Evaluator:
     """Evaluate any Scorer on one split of a Dataset.
 
-    split="valid" masks train items; split="test" masks train and valid items. Users with no
+    split="valid" masks train items; split="test" masks train and valid items (`mask` overrides,
+    e.g. ("train",) to reproduce toolkits that leave validation items unmasked). Users with no
     relevant item in the split are skipped (they carry no signal).
     """
 
@@ -53,6 +54,7 @@ class Evaluator:
         metrics: Sequence[str] = METRICS,
         batch_size: int = 512,
         users: np.ndarray | None = None,
+        mask: Sequence[str] | None = None,
     ):
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
@@ -63,10 +65,12 @@ class Evaluator:
         self.metrics = tuple(metrics)
         self.batch_size = batch_size
         self.target = dataset.matrix(split)
-        exclude = dataset.matrix("train")
-        if split == "test":
-            exclude = (exclude + dataset.matrix("valid")).tocsr()
-        self.exclude = exclude
+        # default: everything the user interacted with before the evaluated split
+        mask = mask if mask is not None else (("train", "valid") if split == "test" else ("train",))
+        exclude = dataset.matrix(mask[0]) if mask else sp.csr_matrix(self.target.shape, dtype=np.float32)
+        for s in mask[1:]:
+            exclude = exclude + dataset.matrix(s)
+        self.exclude = exclude.tocsr()
         n_rel = np.diff(self.target.indptr)
         candidates = np.flatnonzero(n_rel > 0)
         self.users = candidates if users is None else np.intersect1d(candidates, users)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 
 import numpy as np
 import torch
@@ -72,10 +73,12 @@ class TorchRecommender(FactorModel):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         self.history_: list[float] = []
         self.valid_history_: list[float] = []
+        self.epoch_seconds_: list[float] = []  # training time per epoch, validation excluded
         best, best_state, bad_rounds = -math.inf, None, 0
         bar = tqdm(range(self.epochs), desc=self.name, unit="epoch", leave=False, disable=None)
         for epoch in bar:
             self.net.train()
+            t_epoch = time.perf_counter()
             self._on_epoch_start(epoch)
             users, pos, neg = sample_triples(train, rng)
             total, n_batches = 0.0, 0
@@ -89,6 +92,7 @@ class TorchRecommender(FactorModel):
                 total += float(loss.detach())
                 n_batches += 1
             self.history_.append(total / max(1, n_batches))
+            self.epoch_seconds_.append(time.perf_counter() - t_epoch)
             postfix = {"loss": f"{self.history_[-1]:.4f}"}
             if validator is not None and (epoch + 1) % self.eval_every == 0:
                 self._export()
