@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write  # noqa: E402
+from _common import RESULTS, write  # noqa: E402
+
+RESULTS_JSON = RESULTS / "serve_load.json"
 
 HNSW_SMALL = {"hnsw_m": 32, "ef_construction": 200, "ef_search": 128}
 HNSW_LARGE = {"hnsw_m": 16, "ef_construction": 40, "ef_search": 128}  # 1M on 2 cores: a build of minutes
@@ -99,30 +102,56 @@ async def drive(port: int, n_requests: int, seconds: float, concurrency: int, k:
     }
 
 
-def recall_hnsw(n: int, dim: int, queries: int = 200) -> dict:
+def vectors(n: int, dim: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Item vectors and queries, L2-normalised (ProfileMatch serves cosine).
+
+    clustered: items around 2,000 topic centres (as embeddings of a real catalogue are), queries
+    the mean of 20 items of one topic (as a user profile is); gaussian: isotropic noise, the
+    worst case for any approximate index (all neighbours nearly equidistant)."""
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        x = rng.normal(size=(n, dim)).astype(np.float32)
+        q = rng.normal(size=(200, dim)).astype(np.float32)
+    else:
+        centres = rng.normal(size=(2000, dim)).astype(np.float32)
+        topic = rng.integers(2000, size=n)
+        x = centres[topic] + rng.normal(scale=0.8, size=(n, dim)).astype(np.float32)
+        q = np.stack(
+            [x[rng.choice(np.flatnonzero(topic == t), 20)].mean(0) for t in rng.integers(2000, size=200)]
+        )
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return x, q
+
+
+def recall_hnsw(n: int, dim: int, kind: str) -> dict:
     from vlmrec.serving.index import VectorIndex
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, dim)).astype(np.float32)
-    q = rng.normal(size=(queries, dim)).astype(np.float32)
+    x, q = vectors(n, dim, kind)
     t = time.perf_counter()
     exact = VectorIndex.build(x, kind="flat").search(q, 20)[1]
     t_exact = time.perf_counter() - t
     t = time.perf_counter()
     hnsw = VectorIndex.build(x, kind="hnsw", **hnsw_params(n))
     build = time.perf_counter() - t
-    t = time.perf_counter()
-    approx = hnsw.search(q, 20)[1]
-    t_hnsw = time.perf_counter() - t
-    recall = float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(exact, approx)]))
-    return {
-        "recall@20_hnsw_vs_exact": recall,
+    out = {
+        "data": kind,
         "hnsw_build_s": build,
-        "exact_ms_per_query": 1000 * t_exact / queries,
-        "hnsw_ms_per_query": 1000 * t_hnsw / queries,
-        "ef_search": hnsw.ef_search,
+        "exact_ms_per_query": 1000 * t_exact / len(q),
         "M": hnsw.hnsw_m,
+        "ef_construction": hnsw.ef_construction,
+        "by_ef_search": {},
     }
+    import faiss
+
+    for ef in (128, 256, 512):
+        faiss.downcast_index(hnsw.index.index).hnsw.efSearch = ef
+        t = time.perf_counter()
+        approx = hnsw.search(q, 20)[1]
+        ms = 1000 * (time.perf_counter() - t) / len(q)
+        recall = float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(exact, approx)]))
+        out["by_ef_search"][ef] = {"recall@20": recall, "ms_per_query": ms}
+    return out
 
 
 def main() -> None:
@@ -132,12 +161,16 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument(
+        "--recall-only", action="store_true", help="skip the load test (keeps its previous results)"
+    )
     args = ap.parse_args()
     src = str(Path(__file__).resolve().parents[1] / "src")
     rows = []
     import tempfile
 
-    for n in map(int, args.sizes.split(",")):
+    previous = RESULTS_JSON.exists() and json.loads(RESULTS_JSON.read_text()).get("load")
+    for n in [] if args.recall_only else map(int, args.sizes.split(",")):
         for kind in ("flat", "hnsw") if n > 1000 else ("flat",):
             port = 8800 + len(rows)
             with tempfile.TemporaryDirectory() as state_dir:
@@ -171,9 +204,16 @@ def main() -> None:
                     proc.wait(timeout=30)
             rows.append(res)
             print(res, flush=True)
-    recalls = {n: recall_hnsw(n, args.dim) for n in map(int, args.sizes.split(",")) if n > 1000}
-    for n, r in recalls.items():
-        print(n, r, flush=True)
+    if args.recall_only and previous:
+        rows = previous
+    recalls = [
+        recall_hnsw(n, args.dim, kind) | {"items": n}
+        for n in map(int, args.sizes.split(","))
+        if n > 1000
+        for kind in ("clustered", "gaussian")
+    ]
+    for r in recalls:
+        print(r, flush=True)
     md = [
         f"# serve_load (GET /recommend/{{user}}?k=20, {args.concurrency} concurrent clients, 1 uvicorn worker, 1 thread)",
         "",

@@ -33,15 +33,6 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
-def t_interval(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
-    """Student-t interval of the mean (used across seeds, where n is small)."""
-    v = np.asarray(values, float)
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else float("nan"),) * 2  # type: ignore[return-value]
-    half = stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
-
-
 def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (same order as given)."""
     p = np.asarray(pvalues, float)

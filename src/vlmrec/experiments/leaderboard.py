@@ -13,13 +13,8 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
-from vlmrec.models import MODELS
 
 ROW = ["dataset", "model", "features", "control"]
-
-
-def _uses_content(results: pd.DataFrame) -> pd.Series:
-    return results["features"] != "none"
 
 
 def leaderboard(
@@ -139,7 +134,3 @@ def _mark(r: pd.Series, col: str) -> str:
         diff = r.get("vs_id_diff") if col == "vs_id" else r.get("content_gap")
         text += " * " + ("better" if diff is not None and diff > 0 else "worse")
     return text
-
-
-def model_uses_content(name: str) -> bool:
-    return MODELS.get(name).uses_features if name in MODELS else False

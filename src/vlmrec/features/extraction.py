@@ -67,7 +67,7 @@ def extract(
     n = dataset.n_items
     bar = tqdm(
         total=n,
-        initial=n - sum(len(chunk_rows(dataset, c, chunk_size)) for c in todo),
+        initial=n - sum(min(chunk_size, n - c * chunk_size) for c in todo),
         desc=f"extract {extractor.name}",
         unit="item",
         disable=None if progress else True,
@@ -97,10 +97,6 @@ def prepare_partial(out: Path, dataset: Dataset, spec: dict) -> list[int]:
     marker.write_text(json.dumps({"key": config_key, **config}, default=str))
     n_chunks = (dataset.n_items + spec["chunk_size"] - 1) // spec["chunk_size"]
     return [c for c in range(n_chunks) if not (partial / f"chunk_{c:05d}.npz").exists()]
-
-
-def chunk_rows(dataset: Dataset, c: int, chunk_size: int) -> pd.DataFrame:
-    return dataset.items.iloc[c * chunk_size : (c + 1) * chunk_size]
 
 
 def process_chunk(extractor: Extractor, items: pd.DataFrame, c: int, chunk_size: int, partial: Path) -> int:
