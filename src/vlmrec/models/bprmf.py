@@ -36,7 +36,7 @@ class BPRMF(TorchRecommender):
             }
         )
         for emb in self.net.values():
-            nn.init.normal_(emb.weight, std=0.1)
+            nn.init.xavier_uniform_(emb.weight)  # as LightGCN/MMRec: small init, fast early learning
 
     def _batch_loss(self, users, pos, neg):
         u, i, j = self.net["user"](users), self.net["item"](pos), self.net["item"](neg)

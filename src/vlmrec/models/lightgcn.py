@@ -45,7 +45,8 @@ class LightGCN(TorchRecommender):
 
     def _setup(self, dataset, features, rng):
         self.net = nn.Embedding(dataset.n_users + dataset.n_items, self.embedding_dim)
-        nn.init.normal_(self.net.weight, std=0.1)
+        nn.init.xavier_uniform_(self.net.weight[: dataset.n_users])
+        nn.init.xavier_uniform_(self.net.weight[dataset.n_users :])
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
 
     def _propagated(self):

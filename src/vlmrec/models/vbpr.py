@@ -29,7 +29,7 @@ class _VBPRNet(nn.Module):
         self.E = nn.Linear(feats.shape[1], content_dim, bias=False)
         self.content_bias = nn.Linear(feats.shape[1], 1, bias=False)
         for emb in (self.user_id, self.item_id, self.user_content):
-            nn.init.normal_(emb.weight, std=0.1)
+            nn.init.xavier_uniform_(emb.weight)
         nn.init.zeros_(self.item_bias.weight)
         nn.init.zeros_(self.content_bias.weight)
         nn.init.xavier_uniform_(self.E.weight)
