@@ -198,11 +198,15 @@ def test_fusion_methods(small_planted):
     assert fuse([a, b], "concat").dim == 20
     m = fuse([a, b], "mean")
     assert m.dim == 8 and "PCA" in m.manifest["projection"]
+    assert set(m.manifest["norm_share"]) == {"t", "i"}
     w = fuse([a, a], "weighted", [1.0, 3.0])
     an = a.vectors / np.linalg.norm(a.vectors, axis=1, keepdims=True)
-    assert np.allclose(w.vectors, an, atol=1e-5)  # weighted mean of the same set is itself
+    zn = an - an.mean(0)  # each input: row L2, centred, row L2 again
+    zn /= np.linalg.norm(zn, axis=1, keepdims=True)
+    assert np.allclose(w.vectors, zn, atol=1e-5)  # weighted mean of the same set is itself
+    assert w.manifest["norm_share"] == pytest.approx({"t": 0.1, "t#2": 0.9})
     s = fuse([a, a], "sum")
-    assert np.allclose(s.vectors, 2 * an, atol=1e-5)
+    assert np.allclose(s.vectors, 2 * zn, atol=1e-5)
 
 
 def test_align_is_fitted_on_training_items_only(small_planted):
@@ -228,7 +232,12 @@ def test_missing_image_falls_back_to_text_in_mean_fusion(tmp_path):
     img = _fs(ds, np.ones((4, 3)), "i")
     img.manifest["failed"] = [{"item": 3, "reason": "no image"}]
     out = fuse([text, img], "mean")
-    assert np.allclose(out.vectors[3], np.zeros(3))  # item 3: text only (its text row is zero here)
+    # item 3: text only. Text rows are centred on the four items, so item 3's (zero) row becomes
+    # -mean, normalised; the image input is the same for every item and adds nothing after centring
+    assert np.allclose(out.vectors[3], -np.ones(3) / np.sqrt(3), atol=1e-6)
+    assert np.allclose(
+        out.vectors[:3], (np.eye(3) - 0.25) / np.linalg.norm([0.75, 0.25, 0.25]) / 2, atol=1e-6
+    )
     assert out.manifest["failed"] == []
 
 
@@ -298,9 +307,13 @@ def test_paper_profile_models_load_offline():
     from vlmrec.features.text import SentenceEncoder
 
     inception = InceptionPool("cpu")
-    v = inception.encode([Image.fromarray(data.coffee()), Image.fromarray(data.coffee()), Image.fromarray(data.astronaut())])
+    v = inception.encode(
+        [Image.fromarray(data.coffee()), Image.fromarray(data.coffee()), Image.fromarray(data.astronaut())]
+    )
     assert v.shape == (3, 2048) and v.dtype == np.float32 and np.isfinite(v).all()
     assert np.allclose(v[0], v[1]) and not np.allclose(v[0], v[2])
     mpnet = SentenceEncoder("mpnet", device="cpu")
-    x = mpnet.encode(["rubber chew toy for dogs", "Squeaky rubber bone toy for puppies", "Stainless steel knife set"])
+    x = mpnet.encode(
+        ["rubber chew toy for dogs", "Squeaky rubber bone toy for puppies", "Stainless steel knife set"]
+    )
     assert x.shape == (3, 768) and x[0] @ x[1] > x[0] @ x[2] + 0.3
