@@ -117,14 +117,22 @@ def test_attributeknn_one_hot_hand_case(community_dataset):
 
 
 def test_knn_graph_matches_brute_force():
+    """As in the LATTICE/FREEDOM references, the item itself is one of its k neighbours;
+    weighted graphs carry the cosine similarity, binary ones 1."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 6)).astype(np.float32)
     g = cosine_knn(x, 5, block=7).toarray()
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     sim = xn @ xn.T
-    np.fill_diagonal(sim, -np.inf)
     for i in range(40):
         assert set(np.flatnonzero(g[i])) == set(np.argsort(-sim[i])[:5])
+        assert g[i, i] == 1.0
+    weighted = cosine_knn(x, 5, weighted=True).toarray()
+    assert np.allclose(weighted, np.where(g > 0, sim, 0.0), atol=1e-6)
+    no_self = cosine_knn(x, 5, include_self=False).toarray()
+    np.fill_diagonal(sim, -np.inf)
+    for i in range(40):
+        assert set(np.flatnonzero(no_self[i])) == set(np.argsort(-sim[i])[:5])
     norm = knn_normalised(x, 5).toarray()
     d = g.sum(1) ** -0.5
     assert np.allclose(norm, d[:, None] * g * d[None, :], atol=1e-6)

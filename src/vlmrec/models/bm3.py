@@ -9,6 +9,7 @@ network). For a batch of observed (u, i):
   L_mask  = sum_m 1 - cos(p(z_m,i), sg(drop(z_m,i)))        (masked feature reconstruction)
   L = L_rec + cl_weight (L_align + L_mask) + reg_weight (||E_user||_F + ||E_item||_F) / n_items
   (the regulariser on the encoder outputs, as in the reference implementation)
+The raw features f_m are trainable (`train_features`), as in the reference (MMRec's BM3).
 Scores: <p(e_u), p(e_i)>. Validation typically plateaus for some epochs before the bootstrap
 takes off, hence the longer default patience.
 """
@@ -23,11 +24,31 @@ from vlmrec.models.base import register
 from vlmrec.models.content import modality_matrices
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.lightgcn import propagate
+from vlmrec.models.sampling import NegativePool
 from vlmrec.models.torch_base import TorchRecommender
 
 
 def _neg_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1 - F.cosine_similarity(a, b, dim=-1)
+
+
+class BM3Net(nn.Module):
+    """ID embeddings, raw features (trainable by default), projections and the predictor."""
+
+    def __init__(self, n_users: int, mats: list, dim: int, train_features: bool) -> None:
+        super().__init__()
+        n_items = mats[0].shape[0]
+        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
+        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
+        self.features = nn.ParameterList(
+            [
+                nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats
+            ]  # a copy: training must not edit the FeatureSet
+        )
+        self.project = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in mats])
+        self.predictor = nn.Linear(dim, dim)
+        for layer in [*self.project, self.predictor]:
+            nn.init.xavier_normal_(layer.weight)
 
 
 @register("bm3")
@@ -41,11 +62,15 @@ class BM3(TorchRecommender):
         dropout: float = 0.3,
         cl_weight: float = 2.0,
         reg_weight: float = 0.01,
-        epochs: int = 100,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        patience: int = 30,
+        train_features: bool = True,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        patience: int = 20,
         eval_every: int = 1,
+        lr_decay: float = 1.0,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
         device: str = "auto",
     ) -> None:
         self.embedding_dim = embedding_dim
@@ -53,31 +78,19 @@ class BM3(TorchRecommender):
         self.dropout = dropout
         self.cl_weight = cl_weight
         self.reg_weight = reg_weight
-        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+        self.train_features = train_features
+        self._init_training(
+            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
+        )
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
-        self.net = nn.ModuleDict(
-            {
-                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-                "proj": nn.ModuleList([nn.Linear(x.shape[1], self.embedding_dim) for x in mats]),
-                "predictor": nn.Linear(self.embedding_dim, self.embedding_dim),
-            }
-        )
-        for i, x in enumerate(mats):
-            self.net.register_buffer(f"feat{i}", torch.as_tensor(x))
-        self._n_feats = len(mats)
-        for emb in (self.net["user"], self.net["item"]):
-            nn.init.xavier_uniform_(emb.weight)
-        for layer in [*self.net["proj"], self.net["predictor"]]:
-            nn.init.xavier_normal_(layer.weight)
+        self.net = BM3Net(dataset.n_users, mats, self.embedding_dim, self.train_features)
 
-    def _encode(self):
-        ego = torch.cat([self.net["user"].weight, self.net["item"].weight])
-        e = propagate(self.adj_, ego, self.n_layers)
-        return e[: self.n_users_], e[self.n_users_ :] + self.net["item"].weight
+    def _encode(self) -> tuple[torch.Tensor, torch.Tensor]:
+        e = propagate(self.adj_, torch.cat([self.net.user, self.net.item]), self.n_layers)
+        return e[: self.n_users_], e[self.n_users_ :] + self.net.item
 
     def _batch_loss(self, users, pos, neg):
         eu, ei = self._encode()
@@ -85,11 +98,11 @@ class BM3(TorchRecommender):
         with torch.no_grad():
             u_target = F.dropout(u.clone(), self.dropout)
             i_target = F.dropout(i.clone(), self.dropout)
-        pred = self.net["predictor"]
+        pred = self.net.predictor
         loss = (_neg_cos(pred(u), i_target) + _neg_cos(pred(i), u_target)).mean()
         cl = 0.0
-        for m in range(self._n_feats):
-            z = self.net["proj"][m](getattr(self.net, f"feat{m}")[pos])
+        for feats, proj in zip(self.net.features, self.net.project):
+            z = proj(feats[pos])
             with torch.no_grad():
                 z_target = F.dropout(z.clone(), self.dropout)
             z_online = pred(z)
@@ -99,4 +112,4 @@ class BM3(TorchRecommender):
 
     def _final_embeddings(self):
         eu, ei = self._encode()
-        return self.net["predictor"](eu), self.net["predictor"](ei)
+        return self.net.predictor(eu), self.net.predictor(ei)

@@ -1,14 +1,40 @@
-"""BPR-MF (Rendle et al. 2009).
+"""BPR-MF (Rendle et al. 2009), as in MMRec's BPR.
 
-x_ui = <p_u, q_i>;  L = -sum_{(u,i,j)} ln sigma(x_ui - x_uj) + lambda (||p_u||^2 + ||q_i||^2 + ||q_j||^2) / 2
+x_ui = <p_u, q_i> (+ b_i with `item_bias=True`, Cornac's form)
+L = -mean_{(u,i,j)} ln sigma(x_ui - x_uj) + reg * (||P_B|| + ||Q_B+|| + ||Q_B-|| [+ ||b_B+|| + ||b_B-||]) / B
+    (MMRec's EmbLoss: unsquared Frobenius norms of the batch rows over the batch size B)
+Initialisation: Xavier-normal embeddings, zero biases (MMRec's xavier_normal_initialization).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from vlmrec.models.base import register
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, l2
+from vlmrec.models.sampling import NegativePool
+from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
+
+
+class BPRMFNet(nn.Module):
+    """User and item embeddings, and an optional item bias."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, item_bias: bool) -> None:
+        super().__init__()
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(n_items, dim)
+        nn.init.xavier_normal_(self.user.weight)
+        nn.init.xavier_normal_(self.item.weight)
+        self.bias = nn.Embedding(n_items, 1) if item_bias else None
+        if self.bias is not None:
+            nn.init.zeros_(self.bias.weight)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item matrices whose dot product is x_ui (a ones column carries the bias)."""
+        if self.bias is None:
+            return self.user.weight, self.item.weight
+        ones = torch.ones(self.user.num_embeddings, 1, device=self.user.weight.device)
+        return torch.cat([self.user.weight, ones], 1), torch.cat([self.item.weight, self.bias.weight], 1)
 
 
 @register("bprmf")
@@ -17,30 +43,35 @@ class BPRMF(TorchRecommender):
         self,
         embedding_dim: int = 64,
         reg: float = 1e-4,
-        epochs: int = 100,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        patience: int = 10,
+        item_bias: bool = False,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        patience: int = 20,
         eval_every: int = 1,
+        lr_decay: float = 1.0,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
         device: str = "auto",
     ) -> None:
         self.embedding_dim = embedding_dim
         self.reg = reg
-        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+        self.item_bias = item_bias
+        self._init_training(
+            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
+        )
 
     def _setup(self, dataset, features, rng):
-        self.net = nn.ModuleDict(
-            {
-                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-            }
-        )
-        for emb in self.net.values():
-            nn.init.xavier_uniform_(emb.weight)  # as LightGCN/MMRec: small init, fast early learning
+        self.net = BPRMFNet(dataset.n_users, dataset.n_items, self.embedding_dim, self.item_bias)
 
     def _batch_loss(self, users, pos, neg):
-        u, i, j = self.net["user"](users), self.net["item"](pos), self.net["item"](neg)
-        return bpr_loss(u, i, j) + self.reg * l2(u, i, j)
+        net = self.net
+        u, i, j = net.user(users), net.item(pos), net.item(neg)
+        if net.bias is None:
+            return bpr_loss(u, i, j) + self.reg * emb_loss(u, i, j)
+        bi, bj = net.bias(pos).squeeze(-1), net.bias(neg).squeeze(-1)
+        diff = (u * i).sum(-1) + bi - (u * j).sum(-1) - bj
+        return -nn.functional.logsigmoid(diff).mean() + self.reg * emb_loss(u, i, j, bi, bj)
 
     def _final_embeddings(self):
-        return self.net["user"].weight, self.net["item"].weight
+        return self.net.factors()

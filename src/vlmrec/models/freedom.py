@@ -1,14 +1,17 @@
-"""FREEDOM (Zhou & Shen, MM 2023): freeze and denoise graph structures.
+"""FREEDOM (Zhou & Shen, MM 2023): freeze and denoise graph structures, as in the reference code
+(MMRec's FREEDOM).
 
-Frozen item-item graph: per modality m, S_m = kNN_k(cos(f_i, f_j)) normalised D^-1/2 S D^-1/2;
-  S = sum_m alpha_m S_m (alpha: `image_weight` for image-like sets, the rest shared equally).
+Frozen item-item graph: per modality m, S_m = kNN_k(cos(f_i, f_j)) with binary edges and the
+  item itself among its k (its similarity is 1), normalised D^-1/2 S D^-1/2 (D the row sums);
+  S = sum_m alpha_m S_m (alpha: `image_weight` for image-like sets, the rest shared equally),
+  built once from the initial features.
 Item content view: h_i = (S^L E_item)_i  (L = n_mm_layers, over item ID embeddings).
-Denoised user-item graph: each epoch keep (1 - dropout) of the edges, sampled with probability
-  proportional to 1 / sqrt(d_u d_i) (degree-sensitive pruning), renormalised; LightGCN on it gives
-  (e_u, e_i). Final: user e_u, item e_i + h_i.
-Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m) (modality projection losses)
-  (+ an optional L2 term `reg`, 0 by default as in the reference implementation).
-kNN neighbours exclude the item itself (the reference implementation keeps it among its k).
+Denoised user-item graph: each epoch keep (1 - dropout) of the edges, sampled without replacement
+  with probability proportional to 1 / sqrt(d_u d_i) (degree-sensitive pruning), renormalised;
+  LightGCN on it gives (e_u, e_i). Final: user e_u, item e_i + h_i; scoring uses the full graph.
+Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m + b_m) (modality projection
+  losses; the raw features f_m are trainable, as in the reference) (+ an optional L2 term `reg`,
+  EmbLoss form, 0 by default as in the reference).
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from vlmrec.features.featureset import FeatureSet
 from vlmrec.models.base import register
 from vlmrec.models.content import modality_matrices
 from vlmrec.models.graph import knn_normalised, sym_normalise, to_torch_sparse
 from vlmrec.models.lightgcn import propagate
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, l2
+from vlmrec.models.sampling import NegativePool
+from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
 
 
-def modality_weights(features, image_weight: float) -> list[float]:
+def modality_weights(features: list[FeatureSet], image_weight: float) -> list[float]:
     """`image_weight` for image-modality sets, the remaining mass shared by the others
     (MMRec's mm_image_weight); equal weights when all sets share one modality."""
     fsets = sorted(features, key=lambda f: f.name)
@@ -36,10 +41,27 @@ def modality_weights(features, image_weight: float) -> list[float]:
     return [image_weight / n_img if im else (1 - image_weight) / n_other for im in is_image]
 
 
-def mixed_item_graph(features, k: int, image_weight: float) -> sp.csr_matrix:
+def mixed_item_graph(features: list[FeatureSet], k: int, image_weight: float) -> sp.csr_matrix:
+    """S = sum_m alpha_m N(kNN_k(features_m)), self included."""
     mats = modality_matrices(features)
     weights = modality_weights(features, image_weight)
     return sum(w * knn_normalised(x, k) for w, x in zip(weights, mats)).tocsr()
+
+
+class FREEDOMNet(nn.Module):
+    """ID embeddings, raw features (trainable by default) and their projections."""
+
+    def __init__(self, n_users: int, mats: list, dim: int, train_features: bool) -> None:
+        super().__init__()
+        n_items = mats[0].shape[0]
+        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
+        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
+        self.features = nn.ParameterList(
+            [
+                nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats
+            ]  # a copy: training must not edit the FeatureSet
+        )
+        self.project = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in mats])
 
 
 @register("freedom")
@@ -56,11 +78,15 @@ class FREEDOM(TorchRecommender):
         image_weight: float = 0.1,
         reg_weight: float = 1e-4,
         reg: float = 0.0,
-        epochs: int = 100,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        patience: int = 10,
+        train_features: bool = True,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        patience: int = 20,
         eval_every: int = 1,
+        lr_decay: float = 1.0,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
         device: str = "auto",
     ) -> None:
         self.embedding_dim = embedding_dim
@@ -71,33 +97,25 @@ class FREEDOM(TorchRecommender):
         self.image_weight = image_weight
         self.reg_weight = reg_weight
         self.reg = reg
-        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+        self.train_features = train_features
+        self._init_training(
+            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
+        )
 
     def _setup(self, dataset, features, rng):
         fsets = self._require_features(features, dataset)
         self._rng = rng
-        self.item_graph_ = to_torch_sparse(
-            mixed_item_graph(fsets, self.knn_k, self.image_weight), self.device_
-        )
+        k = min(self.knn_k, dataset.n_items)
+        self.item_graph_ = to_torch_sparse(mixed_item_graph(fsets, k, self.image_weight), self.device_)
         coo = dataset.matrix("train").tocoo()
         self._edges = (coo.row.astype(np.int64), coo.col.astype(np.int64))
         du = np.bincount(coo.row, minlength=dataset.n_users).astype(np.float64)
         di = np.bincount(coo.col, minlength=dataset.n_items).astype(np.float64)
         p = 1.0 / np.sqrt(du[coo.row] * di[coo.col])
         self._edge_p = p / p.sum()
-        feats = [torch.as_tensor(x) for x in modality_matrices(fsets)]
-        self.net = nn.ModuleDict(
-            {
-                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-                "proj": nn.ModuleList([nn.Linear(f.shape[1], self.embedding_dim) for f in feats]),
-            }
+        self.net = FREEDOMNet(
+            dataset.n_users, modality_matrices(fsets), self.embedding_dim, self.train_features
         )
-        for i, f in enumerate(feats):
-            self.net.register_buffer(f"feat{i}", f)
-        self._n_feats = len(feats)
-        nn.init.xavier_uniform_(self.net["user"].weight)
-        nn.init.xavier_uniform_(self.net["item"].weight)
         self._full_adj = self._adjacency(np.arange(len(p)))
         self.adj_ = self._full_adj
 
@@ -109,25 +127,29 @@ class FREEDOM(TorchRecommender):
         return to_torch_sparse(sym_normalise(sp.bmat([[None, r], [r.T, None]])), self.device_)
 
     def _on_epoch_start(self, epoch):
+        if self.dropout <= 0:
+            self.adj_ = self._full_adj
+            return
         n = len(self._edge_p)
         keep = self._rng.choice(n, size=int(n * (1.0 - self.dropout)), replace=False, p=self._edge_p)
         self.adj_ = self._adjacency(np.sort(keep))
 
-    def _forward(self, adj):
-        h = self.net["item"].weight
+    def _forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net.item
         for _ in range(self.n_mm_layers):
             h = torch.sparse.mm(self.item_graph_, h)
-        ego = torch.cat([self.net["user"].weight, self.net["item"].weight])
-        e = propagate(adj, ego, self.n_ui_layers)
+        e = propagate(adj, torch.cat([self.net.user, self.net.item]), self.n_ui_layers)
         return e[: self.n_users_], e[self.n_users_ :] + h
 
     def _batch_loss(self, users, pos, neg):
         eu, ei = self._forward(self.adj_)
         loss = bpr_loss(eu[users], ei[pos], ei[neg])
-        for m in range(self._n_feats):
-            proj = self.net["proj"][m](getattr(self.net, f"feat{m}"))
-            loss = loss + self.reg_weight * bpr_loss(eu[users], proj[pos], proj[neg])
-        return loss + self.reg * l2(self.net["user"](users), self.net["item"](pos), self.net["item"](neg))
+        for feats, proj in zip(self.net.features, self.net.project):
+            z = proj(feats)
+            loss = loss + self.reg_weight * bpr_loss(eu[users], z[pos], z[neg])
+        if self.reg:
+            loss = loss + self.reg * emb_loss(self.net.user[users], self.net.item[pos], self.net.item[neg])
+        return loss
 
     def _final_embeddings(self):
         # inference uses the full (unpruned) user-item graph, as in the paper

@@ -8,7 +8,9 @@ import torch
 
 
 def sym_normalise(adj: sp.spmatrix) -> sp.csr_matrix:
-    """D^-1/2 A D^-1/2 (rows with degree 0 stay 0)."""
+    """D^-1/2 A D^-1/2 with D the row sums, on both sides (as the references do, also for the
+    non-symmetric kNN graphs). Rows whose sum is not positive get 0 (the references would give
+    inf or NaN there)."""
     adj = sp.csr_matrix(adj, dtype=np.float32)
     deg = np.asarray(adj.sum(1)).ravel()
     inv = np.zeros_like(deg)
@@ -25,6 +27,15 @@ def user_item_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
     return sym_normalise(adj)
 
 
+def user_item_adjacency_self_loops(train: sp.csr_matrix) -> sp.csr_matrix:
+    """D^-1 (A + I) on the (U+I) x (U+I) bipartite graph, D the row sums of A + I: the user-item
+    propagation matrix of the LATTICE reference code (not LightGCN's D^-1/2 A D^-1/2)."""
+    r = sp.csr_matrix(train, dtype=np.float32)
+    adj = sp.bmat([[None, r], [r.T, None]], format="csr") + sp.eye(sum(r.shape), dtype=np.float32)
+    deg = np.asarray(adj.sum(1)).ravel()
+    return (sp.diags(1.0 / deg) @ adj).tocsr().astype(np.float32)
+
+
 def to_torch_sparse(m: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
     coo = sp.coo_matrix(m)
     idx = torch.as_tensor(np.vstack([coo.row, coo.col]).astype(np.int64))
@@ -34,26 +45,32 @@ def to_torch_sparse(m: sp.spmatrix, device: torch.device | str = "cpu") -> torch
     return t.coalesce().to(device)
 
 
-def cosine_knn(features: np.ndarray, k: int, block: int = 2048) -> sp.csr_matrix:
-    """Binary item-item graph: each item linked to its k most cosine-similar other items
-    (self excluded), as in LATTICE/FREEDOM. Computed in blocks to bound memory."""
+def cosine_knn(
+    features: np.ndarray, k: int, *, weighted: bool = False, include_self: bool = True, block: int = 2048
+) -> sp.csr_matrix:
+    """Item-item kNN graph: each item linked to its k most cosine-similar items. As in the
+    LATTICE/FREEDOM references the item itself is a candidate (its similarity 1 makes it one of
+    its own k neighbours); `include_self=False` excludes it. Edge values: 1 (FREEDOM) or the
+    cosine similarity (`weighted`, LATTICE). Computed in row blocks to bound memory."""
     x = np.asarray(features, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     n = len(x)
-    k = min(k, n - 1)
-    rows, cols = [], []
+    k = min(k, n if include_self else n - 1)
+    rows, cols, vals = [], [], []
     xt = torch.as_tensor(x)
     for start in range(0, n, block):
         sim = xt[start : start + block] @ xt.T
         idx = torch.arange(start, min(start + block, n))
-        sim[torch.arange(len(idx)), idx] = -torch.inf
-        top = torch.topk(sim, k, dim=1).indices.numpy()
+        if not include_self:
+            sim[torch.arange(len(idx)), idx] = -torch.inf
+        top = torch.topk(sim, k, dim=1)
         rows.append(np.repeat(idx.numpy(), k))
-        cols.append(top.ravel())
-    data = np.ones(n * k, dtype=np.float32)
+        cols.append(top.indices.numpy().ravel())
+        vals.append(top.values.numpy().ravel())
+    data = np.concatenate(vals) if weighted else np.ones(n * k, dtype=np.float32)
     return sp.csr_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
-def knn_normalised(features: np.ndarray, k: int) -> sp.csr_matrix:
-    """kNN graph with the symmetric normalisation used by LATTICE/FREEDOM: D^-1/2 S D^-1/2."""
-    return sym_normalise(cosine_knn(features, k))
+def knn_normalised(features: np.ndarray, k: int, *, weighted: bool = False) -> sp.csr_matrix:
+    """kNN graph (self included) with the references' normalisation D^-1/2 S D^-1/2."""
+    return sym_normalise(cosine_knn(features, k, weighted=weighted))

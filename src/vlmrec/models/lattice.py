@@ -1,16 +1,28 @@
-"""LATTICE (Zhang et al., MM 2021): mining latent item-item structure from modalities.
+"""LATTICE (Zhang et al., MM 2021): mining latent item-item structure from modalities, as in the
+reference code (MMRec's LATTICE with cf_model=lightgcn).
 
-Per modality m: a frozen initial graph A_m^0 = kNN_k(cos(f_i, f_j)), normalised; a learned graph
-  Â_m = kNN_k(cos(W_m f_i, W_m f_j)) from trainable projections W_m, normalised; mixed
-  A_m = lambda A_m^0 + (1 - lambda) Â_m (lambda = `lambda_coeff`, skip connection to the prior).
-Modalities combine with learned softmax weights: A = sum_m softmax(alpha)_m A_m.
-Item graph convolution over item ID embeddings: h = A^L E_item.
-Collaborative backbone: LightGCN on the user-item graph gives (e_u, e_i); final item e_i + h/||h||.
-Loss: BPR + L2. The learned graph is rebuilt (with gradient) on the first batch of each epoch and
-reused, detached, for the rest of it, as in the reference implementation.
+Per modality m with raw features F_m (trainable, initialised from the FeatureSet):
+  prior graph   S_m = N(kNN_k(cos(F_m^0)))      frozen, built once from the initial features
+  learned graph L_m = kNN_k(cos(W_m F_m + b_m))  rebuilt each epoch
+  kNN_k keeps, per row, the k largest cosine similarities *including the item itself*, as
+  weights; N(S) = D^-1/2 S D^-1/2 with D the row sums.
+With modality weights w = softmax(alpha) (alpha initialised equal), applied *before* the
+normalisation of the learned graph:
+  A = (1 - lambda) N(sum_m w_m L_m) + lambda sum_m w_m S_m      (one modality: no weights)
+Item view h = A^n_layers E_item. User-item propagation on P = D^-1 (A_ui + I) (row-normalised
+with self-loops, the reference code's choice; `ui_norm="symmetric"` uses LightGCN's
+D^-1/2 A D^-1/2 instead), n_ui_layers layers, mean over layers -> (e_u, e_i); final item
+e_i + h / ||h||; x_ui = <e_u, e_i + h_i/||h_i||>.
+L = BPR + reg * (||e_u||^2 + ||e_i||^2 + ||e_j||^2) / (2 * batch_size) on the final embeddings of
+the batch (the reference regularises these, divided by the configured batch size).
+The learned graph is built with gradient on the first batch of each epoch and reused, detached,
+for the rest of it; scoring rebuilds it from the current weights. Learning rate decays as
+lr * 0.96^(epoch/50) (the reference's scheduler).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,25 +30,58 @@ from torch import nn
 
 from vlmrec.models.base import register
 from vlmrec.models.content import modality_matrices
-from vlmrec.models.graph import knn_normalised, to_torch_sparse, user_item_adjacency
+from vlmrec.models.graph import (
+    knn_normalised,
+    to_torch_sparse,
+    user_item_adjacency,
+    user_item_adjacency_self_loops,
+)
 from vlmrec.models.lightgcn import propagate
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, l2
+from vlmrec.models.sampling import NegativePool
+from vlmrec.models.torch_base import TorchRecommender, bpr_loss, half_squared_loss
+
+UINorm = Literal["random_walk", "symmetric"]
 
 
-def learned_knn_graph(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Sparse kNN graph of cosine similarities of rows of z (differentiable in the kept values),
-    normalised by D^-1/2 on both sides with D the row sums."""
+def knn_entries(
+    z: torch.Tensor, k: int, block: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, cols, values) of the top-k cosine similarities of each row of z, self included;
+    values keep their gradient. Row blocks bound memory at block x n."""
     zn = F.normalize(z, dim=1)
-    sim = zn @ zn.T
-    vals, cols = torch.topk(sim, k + 1, dim=1)  # includes self, like the reference
-    vals = vals.clamp_min(0)
-    deg = vals.sum(1).clamp_min(1e-12).pow(-0.5)
-    rows = torch.arange(len(z), device=z.device).unsqueeze(1).expand_as(cols)
-    norm_vals = deg[rows] * vals * deg[cols]
-    idx = torch.stack([rows.reshape(-1), cols.reshape(-1)])
-    return torch.sparse_coo_tensor(
-        idx, norm_vals.reshape(-1), (len(z), len(z)), check_invariants=False
-    ).coalesce()
+    rows, cols, vals = [], [], []
+    for start in range(0, len(z), block):
+        sim = zn[start : start + block] @ zn.T
+        top = torch.topk(sim, k, dim=1)
+        rows.append(torch.arange(start, start + len(sim), device=z.device).repeat_interleave(k))
+        cols.append(top.indices.reshape(-1))
+        vals.append(top.values.reshape(-1))
+    return torch.cat(rows), torch.cat(cols), torch.cat(vals)
+
+
+def sym_normalised_values(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int) -> torch.Tensor:
+    """Values of D^-1/2 S D^-1/2 (D the row sums of S, duplicates summed), differentiable."""
+    deg = torch.zeros(n, dtype=vals.dtype, device=vals.device).index_add(0, rows, vals)
+    inv = torch.where(deg > 0, deg.clamp_min(1e-30).pow(-0.5), torch.zeros_like(deg))
+    return inv[rows] * vals * inv[cols]
+
+
+class LATTICENet(nn.Module):
+    """ID embeddings, raw features (trainable by default), per-modality projections, modality
+    weights."""
+
+    def __init__(self, n_users: int, mats: list, dim: int, feat_embed_dim: int, train_features: bool):
+        super().__init__()
+        n_items = mats[0].shape[0]
+        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
+        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
+        self.features = nn.ParameterList(
+            [
+                nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats
+            ]  # a copy: training must not edit the FeatureSet
+        )
+        self.project = nn.ModuleList([nn.Linear(x.shape[1], feat_embed_dim) for x in mats])
+        self.modal_weight = nn.Parameter(torch.full((len(mats),), 0.5))
 
 
 @register("lattice")
@@ -52,11 +97,16 @@ class LATTICE(TorchRecommender):
         n_ui_layers: int = 2,
         lambda_coeff: float = 0.9,
         reg: float = 1e-4,
-        epochs: int = 100,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        patience: int = 10,
+        ui_norm: UINorm = "random_walk",
+        train_features: bool = True,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        patience: int = 20,
         eval_every: int = 1,
+        lr_decay: float = 0.96,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
         device: str = "auto",
     ) -> None:
         self.embedding_dim = embedding_dim
@@ -66,57 +116,72 @@ class LATTICE(TorchRecommender):
         self.n_ui_layers = n_ui_layers
         self.lambda_coeff = lambda_coeff
         self.reg = reg
-        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+        self.ui_norm = ui_norm
+        self.train_features = train_features
+        self._init_training(
+            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
+        )
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
-        self.k_ = min(self.knn_k, dataset.n_items - 1)
-        self.init_graphs_ = [to_torch_sparse(knn_normalised(x, self.k_), self.device_) for x in mats]
-        self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
-        self.net = nn.ModuleDict(
-            {
-                "user": nn.Embedding(dataset.n_users, self.embedding_dim),
-                "item": nn.Embedding(dataset.n_items, self.embedding_dim),
-                "proj": nn.ModuleList([nn.Linear(x.shape[1], self.feat_embed_dim) for x in mats]),
-            }
+        self.k_ = min(self.knn_k, dataset.n_items)
+        self.priors_ = [
+            to_torch_sparse(knn_normalised(x, self.k_, weighted=True), self.device_).coalesce() for x in mats
+        ]
+        train = dataset.matrix("train")
+        ui = (
+            user_item_adjacency_self_loops(train)
+            if self.ui_norm == "random_walk"
+            else user_item_adjacency(train)
         )
-        self.net.modal_weight = nn.Parameter(torch.zeros(len(mats)))
-        for i, x in enumerate(mats):
-            self.net.register_buffer(f"feat{i}", torch.as_tensor(x))
-        nn.init.xavier_uniform_(self.net["user"].weight)
-        nn.init.xavier_uniform_(self.net["item"].weight)
-        self._graph = None
+        self.adj_ = to_torch_sparse(ui, self.device_)
+        self.net = LATTICENet(
+            dataset.n_users, mats, self.embedding_dim, self.feat_embed_dim, self.train_features
+        )
+        self._graph: torch.Tensor | None = None
 
     def _on_epoch_start(self, epoch):
         self._graph = None  # rebuild the learned graph, with gradient, on the next batch
 
-    def _item_graph(self) -> torch.Tensor:
-        weights = torch.softmax(self.net.modal_weight, 0)
-        graph = None
-        for m, init in enumerate(self.init_graphs_):
-            learned = learned_knn_graph(self.net["proj"][m](getattr(self.net, f"feat{m}")), self.k_)
-            mixed = self.lambda_coeff * init + (1 - self.lambda_coeff) * learned
-            graph = weights[m] * mixed if graph is None else graph + weights[m] * mixed
-        return graph.coalesce()
+    def item_graph(self) -> torch.Tensor:
+        """A = (1 - lambda) N(sum_m w_m L_m) + lambda sum_m w_m S_m, as a sparse COO tensor."""
+        net, n = self.net, self.n_items_
+        single = len(self.priors_) == 1
+        w = torch.softmax(net.modal_weight, 0)
+        rows, cols, vals = [], [], []
+        for m, (feats, proj) in enumerate(zip(net.features, net.project)):
+            r, c, v = knn_entries(proj(feats), self.k_)
+            rows.append(r)
+            cols.append(c)
+            vals.append(v if single else w[m] * v)
+        r, c = torch.cat(rows), torch.cat(cols)
+        learned = sym_normalised_values(r, c, torch.cat(vals), n)
+        all_rows, all_cols, all_vals = [r], [c], [(1 - self.lambda_coeff) * learned]
+        for m, prior in enumerate(self.priors_):
+            idx = prior.indices()
+            scale = self.lambda_coeff if single else self.lambda_coeff * w[m]
+            all_rows.append(idx[0])
+            all_cols.append(idx[1])
+            all_vals.append(scale * prior.values())
+        idx = torch.stack([torch.cat(all_rows), torch.cat(all_cols)])
+        return torch.sparse_coo_tensor(idx, torch.cat(all_vals), (n, n), check_invariants=False).coalesce()
 
-    def _forward(self, graph):
-        h = self.net["item"].weight
+    def _forward(self, graph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net.item
         for _ in range(self.n_layers):
             h = torch.sparse.mm(graph, h)
-        ego = torch.cat([self.net["user"].weight, self.net["item"].weight])
-        e = propagate(self.adj_, ego, self.n_ui_layers)
+        e = propagate(self.adj_, torch.cat([self.net.user, self.net.item]), self.n_ui_layers)
         return e[: self.n_users_], e[self.n_users_ :] + F.normalize(h, dim=1)
 
     def _batch_loss(self, users, pos, neg):
         if self._graph is None:
-            graph = self._item_graph()
+            graph = self.item_graph()
             self._graph = graph.detach()
         else:
             graph = self._graph
         eu, ei = self._forward(graph)
-        return bpr_loss(eu[users], ei[pos], ei[neg]) + self.reg * l2(
-            self.net["user"](users), self.net["item"](pos), self.net["item"](neg)
-        )
+        u, i, j = eu[users], ei[pos], ei[neg]
+        return bpr_loss(u, i, j) + self.reg * half_squared_loss(u, i, j, batch_size=self.batch_size)
 
     def _final_embeddings(self):
-        return self._forward(self._item_graph())
+        return self._forward(self.item_graph())

@@ -1,7 +1,9 @@
-"""LightGCN (He et al. 2020).
+"""LightGCN (He et al. 2020), as in MMRec's LightGCN.
 
 E^(l+1) = D^-1/2 A D^-1/2 E^(l) on the user-item graph A = [[0, R], [R^T, 0]];
-final embedding e = 1/(L+1) sum_{l=0..L} E^(l); x_ui = <e_u, e_i>; BPR loss with L2 on E^(0).
+final embedding e = 1/(L+1) sum_{l=0..L} E^(l); x_ui = <e_u, e_i>;
+L = BPR(e_u, e_i, e_j) + reg * (||E0_u|| + ||E0_i|| + ||E0_j||) / B  (EmbLoss on the layer-0 rows).
+Initialisation: Xavier-uniform user and item matrices.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from torch import nn
 
 from vlmrec.models.base import register
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, l2
+from vlmrec.models.sampling import NegativePool
+from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
 
 
 def propagate(adj: torch.Tensor, e0: torch.Tensor, n_layers: int) -> torch.Tensor:
@@ -24,6 +27,15 @@ def propagate(adj: torch.Tensor, e0: torch.Tensor, n_layers: int) -> torch.Tenso
     return torch.stack(layers).mean(0)
 
 
+class LightGCNNet(nn.Module):
+    """Layer-0 user and item embeddings."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
+        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
+
+
 @register("lightgcn")
 class LightGCN(TorchRecommender):
     def __init__(
@@ -31,32 +43,34 @@ class LightGCN(TorchRecommender):
         embedding_dim: int = 64,
         n_layers: int = 2,
         reg: float = 1e-4,
-        epochs: int = 100,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        patience: int = 10,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        patience: int = 20,
         eval_every: int = 1,
+        lr_decay: float = 1.0,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
         device: str = "auto",
     ) -> None:
         self.embedding_dim = embedding_dim
         self.n_layers = n_layers
         self.reg = reg
-        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+        self._init_training(
+            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
+        )
 
     def _setup(self, dataset, features, rng):
-        self.net = nn.Embedding(dataset.n_users + dataset.n_items, self.embedding_dim)
-        nn.init.xavier_uniform_(self.net.weight[: dataset.n_users])
-        nn.init.xavier_uniform_(self.net.weight[dataset.n_users :])
+        self.net = LightGCNNet(dataset.n_users, dataset.n_items, self.embedding_dim)
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
 
-    def _propagated(self):
-        e = propagate(self.adj_, self.net.weight, self.n_layers)
+    def _propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        e = propagate(self.adj_, torch.cat([self.net.user, self.net.item]), self.n_layers)
         return e[: self.n_users_], e[self.n_users_ :]
 
     def _batch_loss(self, users, pos, neg):
         eu, ei = self._propagated()
-        w = self.net.weight
-        reg = l2(w[users], w[self.n_users_ + pos], w[self.n_users_ + neg])
+        reg = emb_loss(self.net.user[users], self.net.item[pos], self.net.item[neg])
         return bpr_loss(eu[users], ei[pos], ei[neg]) + self.reg * reg
 
     def _final_embeddings(self):

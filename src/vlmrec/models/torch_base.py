@@ -1,4 +1,11 @@
-"""Shared PyTorch training loop: seeded BPR-triple epochs, early stopping, best-state restore."""
+"""Shared PyTorch training loop: seeded BPR-triple epochs, early stopping, best-state restore.
+
+The loop follows MMRec's trainer, the reference for the six published models here: Adam,
+`lr` decayed per epoch as lr * lr_decay ** (epoch / lr_decay_step) (MMRec's
+`learning_rate_scheduler: [lr_decay, lr_decay_step]`; 1.0 = constant), one negative per positive
+drawn from items seen in training (`negatives="train"`), early stopping on the validation metric
+after `patience` evaluations without improvement, the best state restored.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from tqdm.auto import tqdm
 from vlmrec.data.dataset import Dataset
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.models.base import FactorModel, Validator
-from vlmrec.models.sampling import sample_triples
+from vlmrec.models.sampling import NegativePool, negative_pool, sample_triples
 from vlmrec.provenance import seed_everything
 
 log = logging.getLogger(__name__)
@@ -33,7 +40,16 @@ class TorchRecommender(FactorModel):
 
     # subclasses call super().__init__ with these shared hyperparameters
     def _init_training(
-        self, epochs: int, batch_size: int, lr: float, patience: int, eval_every: int, device: str
+        self,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        patience: int,
+        eval_every: int,
+        device: str,
+        lr_decay: float = 1.0,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -41,6 +57,9 @@ class TorchRecommender(FactorModel):
         self.patience = patience
         self.eval_every = eval_every
         self.device = device
+        self.lr_decay = lr_decay
+        self.lr_decay_step = lr_decay_step
+        self.negatives = negatives
 
     def _setup(
         self, dataset: Dataset, features: dict[str, FeatureSet] | None, rng: np.random.Generator
@@ -71,16 +90,21 @@ class TorchRecommender(FactorModel):
         self._setup(dataset, features, rng)
         self.net.to(self.device_)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        decay, step = self.lr_decay, self.lr_decay_step
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: decay ** (e / step))
+        pool = negative_pool(train, self.negatives)
         self.history_: list[float] = []
         self.valid_history_: list[float] = []
         self.epoch_seconds_: list[float] = []  # training time per epoch, validation excluded
+        self.lr_history_: list[float] = []  # learning rate used in each epoch
         best, best_state, bad_rounds = -math.inf, None, 0
         bar = tqdm(range(self.epochs), desc=self.name, unit="epoch", leave=False, disable=None)
         for epoch in bar:
             self.net.train()
             t_epoch = time.perf_counter()
             self._on_epoch_start(epoch)
-            users, pos, neg = sample_triples(train, rng)
+            self.lr_history_.append(optimizer.param_groups[0]["lr"])
+            users, pos, neg = sample_triples(train, rng, pool)
             total, n_batches = 0.0, 0
             for start in range(0, len(users), self.batch_size):
                 sl = slice(start, start + self.batch_size)
@@ -91,6 +115,7 @@ class TorchRecommender(FactorModel):
                 optimizer.step()
                 total += float(loss.detach())
                 n_batches += 1
+            scheduler.step()
             self.history_.append(total / max(1, n_batches))
             self.epoch_seconds_.append(time.perf_counter() - t_epoch)
             postfix = {"loss": f"{self.history_[-1]:.4f}"}
@@ -124,10 +149,18 @@ class TorchRecommender(FactorModel):
 
 
 def bpr_loss(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-    """-mean log sigmoid(<u,i> - <u,j>)."""
+    """-mean ln sigma(<u,i> - <u,j>). (MMRec's BPRLoss writes -ln(1e-10 + sigma(.)); the two
+    differ only where sigma < 1e-8, and logsigmoid does not underflow there.)"""
     return -torch.nn.functional.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
 
 
-def l2(*tensors: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of half the squared L2 norm (the usual BPR regulariser)."""
-    return sum(t.pow(2).sum() for t in tensors) / (2 * tensors[0].shape[0])
+def emb_loss(*tensors: torch.Tensor) -> torch.Tensor:
+    """MMRec's EmbLoss: the sum of the (unsquared) Frobenius norms of the tensors divided by the
+    number of rows of the last one. MMRec's published `reg_weight` grids assume this form."""
+    return sum(t.norm(p=2) for t in tensors) / tensors[-1].shape[0]
+
+
+def half_squared_loss(*tensors: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """sum ||t||^2 / 2 over the tensors, divided by the configured batch size (the LATTICE
+    reference's regulariser; it divides by the configured size even on a short last batch)."""
+    return sum(t.pow(2).sum() for t in tensors) / (2 * batch_size)

@@ -1,59 +1,59 @@
-"""VBPR (He & McAuley, AAAI 2016): BPR-MF plus a learned projection of item content.
+"""VBPR (He & McAuley, AAAI 2016), as in MMRec's VBPR.
 
-x_ui = beta_i + <gamma_u, gamma_i> + <theta_u, E f_i> + <beta', f_i>
-f_i: item content (FeatureSets row-normalised and concatenated); E: D x F projection;
-beta': the visual (content) bias. Loss: BPR with L2 on gamma, theta, beta (E and beta' are
-regularised by weight decay `reg_content`). `id_dim=0` gives the content-only variant, used to
+f_i: the item's raw content, the FeatureSets concatenated as given (MMRec feeds the raw
+  concatenated features; `normalise_features=True` L2-normalises each set first, recorded in the
+  cell's parameters).
+Item i = [gamma_i | E f_i + b] (id_dim + content_dim), user u = [gamma_u | theta_u]; x_ui = <u, i>.
+  E, b: one linear layer (the reference's only bias term: <theta_u, b> is a per-user offset).
+`item_bias=True` adds the paper's beta_i + <beta', f_i>.
+L = BPR + reg * (||U_B|| + ||I_B+|| + ||I_B-|| [+ ||beta_B+|| + ||beta_B-||]) / B  (EmbLoss on the
+  full user and item rows of the batch).
+Initialisation: Xavier-uniform for the user (n_users x (id_dim + content_dim)) and item ID
+matrices, Xavier-normal for E, zero biases. `id_dim=0` gives the content-only variant, used to
 test that the content part alone carries signal.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from vlmrec.models.base import register
-from vlmrec.models.content import concat_normalised
-from vlmrec.models.torch_base import TorchRecommender, l2
+from vlmrec.models.content import l2_rows, modality_matrices
+from vlmrec.models.sampling import NegativePool
+from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
 
 
-class _VBPRNet(nn.Module):
-    def __init__(self, n_users, n_items, feats, id_dim, content_dim):
+class VBPRNet(nn.Module):
+    """User rows [gamma_u | theta_u], item ID rows gamma_i, the content projection E f + b."""
+
+    def __init__(
+        self, n_users: int, feats: torch.Tensor, id_dim: int, content_dim: int, item_bias: bool
+    ) -> None:
         super().__init__()
+        n_items = feats.shape[0]
         self.register_buffer("feats", feats)
-        self.id_dim = id_dim
-        self.user_id = nn.Embedding(n_users, max(id_dim, 1))
-        self.item_id = nn.Embedding(n_items, max(id_dim, 1))
-        self.user_content = nn.Embedding(n_users, content_dim)
-        self.item_bias = nn.Embedding(n_items, 1)
-        self.E = nn.Linear(feats.shape[1], content_dim, bias=False)
-        self.content_bias = nn.Linear(feats.shape[1], 1, bias=False)
-        for emb in (self.user_id, self.item_id, self.user_content):
-            nn.init.xavier_uniform_(emb.weight)
-        nn.init.zeros_(self.item_bias.weight)
-        nn.init.zeros_(self.content_bias.weight)
-        nn.init.xavier_uniform_(self.E.weight)
-        if id_dim == 0:
-            for p in (self.user_id.weight, self.item_id.weight):
-                p.data.zero_()
-                p.requires_grad_(False)
-
-    def factors(self):
-        """User and item factor matrices whose dot product is x_ui."""
-        ones = torch.ones(self.user_id.num_embeddings, 1, device=self.feats.device)
-        users = torch.cat([self.user_id.weight, self.user_content.weight, ones], 1)
-        item_bias = self.item_bias.weight + self.content_bias(self.feats)
-        items = torch.cat([self.item_id.weight, self.E(self.feats), item_bias], 1)
-        return users, items
-
-    def score_pairs(self, u, i):
-        f = self.feats[i]
-        return (
-            self.item_bias(i).squeeze(-1)
-            + (self.user_id(u) * self.item_id(i)).sum(-1)
-            + (self.user_content(u) * self.E(f)).sum(-1)
-            + self.content_bias(f).squeeze(-1)
+        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, id_dim + content_dim)))
+        self.item_id = nn.Parameter(
+            nn.init.xavier_uniform_(torch.empty(n_items, id_dim)) if id_dim else torch.empty(n_items, 0)
         )
+        self.project = nn.Linear(feats.shape[1], content_dim)
+        nn.init.xavier_normal_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+        self.bias = nn.Parameter(torch.zeros(n_items)) if item_bias else None
+        self.content_bias = nn.Linear(feats.shape[1], 1, bias=False) if item_bias else None
+        if self.content_bias is not None:
+            nn.init.zeros_(self.content_bias.weight)
+
+    def items(self) -> torch.Tensor:
+        """Item rows [gamma_i | E f_i + b]."""
+        return torch.cat([self.item_id, self.project(self.feats)], 1)
+
+    def item_biases(self) -> torch.Tensor:
+        """beta_i + <beta', f_i> (paper variant only)."""
+        assert self.bias is not None and self.content_bias is not None
+        return self.bias + self.content_bias(self.feats).squeeze(-1)
 
 
 @register("vbpr")
@@ -62,40 +62,50 @@ class VBPR(TorchRecommender):
 
     def __init__(
         self,
-        id_dim: int = 32,
-        content_dim: int = 32,
+        id_dim: int = 64,
+        content_dim: int = 64,
         reg: float = 1e-4,
-        reg_content: float = 1e-5,
-        epochs: int = 100,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        patience: int = 10,
+        normalise_features: bool = False,
+        item_bias: bool = False,
+        epochs: int = 1000,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        patience: int = 20,
         eval_every: int = 1,
+        lr_decay: float = 1.0,
+        lr_decay_step: int = 50,
+        negatives: NegativePool = "train",
         device: str = "auto",
     ) -> None:
         self.id_dim = id_dim
         self.content_dim = content_dim
         self.reg = reg
-        self.reg_content = reg_content
-        self._init_training(epochs, batch_size, lr, patience, eval_every, device)
+        self.normalise_features = normalise_features
+        self.item_bias = item_bias
+        self._init_training(
+            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
+        )
 
     def _setup(self, dataset, features, rng):
-        feats = torch.as_tensor(concat_normalised(self._require_features(features, dataset)))
-        self.net = _VBPRNet(dataset.n_users, dataset.n_items, feats, self.id_dim, self.content_dim)
+        mats = modality_matrices(self._require_features(features, dataset))
+        if self.normalise_features:
+            mats = [l2_rows(x) for x in mats]
+        feats = torch.as_tensor(np.hstack(mats).astype(np.float32))
+        self.net = VBPRNet(dataset.n_users, feats, self.id_dim, self.content_dim, self.item_bias)
 
     def _batch_loss(self, users, pos, neg):
         net = self.net
-        diff = net.score_pairs(users, pos) - net.score_pairs(users, neg)
-        reg = l2(
-            net.user_id(users),
-            net.item_id(pos),
-            net.item_id(neg),
-            net.user_content(users),
-            net.item_bias(pos),
-            net.item_bias(neg),
-        )
-        content_reg = sum(p.pow(2).sum() for p in (net.E.weight, net.content_bias.weight)) / 2
-        return -torch.nn.functional.logsigmoid(diff).mean() + self.reg * reg + self.reg_content * content_reg
+        items = net.items()
+        u, i, j = net.user[users], items[pos], items[neg]
+        if net.bias is None:
+            return bpr_loss(u, i, j) + self.reg * emb_loss(u, i, j)
+        b = net.item_biases()
+        diff = (u * i).sum(-1) + b[pos] - (u * j).sum(-1) - b[neg]
+        return -nn.functional.logsigmoid(diff).mean() + self.reg * emb_loss(u, i, j, b[pos], b[neg])
 
     def _final_embeddings(self):
-        return self.net.factors()
+        users, items = self.net.user, self.net.items()
+        if self.net.bias is None:
+            return users, items
+        ones = torch.ones(len(users), 1, device=users.device)
+        return torch.cat([users, ones], 1), torch.cat([items, self.net.item_biases().unsqueeze(1)], 1)
