@@ -8,7 +8,13 @@ from vlmrec.models import create_model
 from vlmrec.models.graph import user_item_adjacency
 from vlmrec.models.lightgcn import propagate
 
-FAST = {"bprmf": {"epochs": 40, "lr": 0.01}, "lightgcn": {"epochs": 30, "lr": 0.01}, "itemknn": {}}
+FAST = {
+    "bprmf": {"epochs": 40, "lr": 0.01},
+    "lightgcn": {"epochs": 30, "lr": 0.01},
+    "itemknn": {},
+    "ease": {},
+    "ials": {},
+}
 
 
 @pytest.fixture(scope="module")
