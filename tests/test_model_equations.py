@@ -45,9 +45,9 @@ def tiny():
 
 
 def built(name, ds, feats, **params):
-    """The model after set-up (one epoch at lr 0 leaves the weights as initialised), then every
+    """The model after set-up (and one epoch of training), then every
     parameter replaced by seeded random values."""
-    m = create_model(name, epochs=1, lr=0.0, device="cpu", **params).fit(ds, feats, seed=0)
+    m = create_model(name, epochs=1, device="cpu", **params).fit(ds, feats, seed=0)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in m.net.parameters():

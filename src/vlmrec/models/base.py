@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import typing
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+import pydantic
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
@@ -42,13 +44,73 @@ def get_model_class(name: str) -> type[Recommender]:
     return MODELS[key]
 
 
-def create_model(name: str, **params: Any) -> Recommender:
+# Ranges of hyperparameters, by name: a name means the same thing, with the same range, in every
+# model. Types come from each model's `__init__` annotations.
+PARAM_BOUNDS: dict[str, dict[str, float]] = {
+    **dict.fromkeys(["epochs", "batch_size", "patience", "eval_every", "lr_decay_step"], {"ge": 1}),
+    **dict.fromkeys(["embedding_dim", "feat_embed_dim", "content_dim", "factors"], {"ge": 1}),
+    **dict.fromkeys(["k", "knn_k", "block", "iterations", "cg_steps", "max_items", "last_n"], {"ge": 1}),
+    **dict.fromkeys(["id_dim", "n_layers", "n_ui_layers", "n_mm_layers"], {"ge": 0}),
+    **dict.fromkeys(["reg", "reg_weight", "cl_weight", "alpha", "shrink"], {"ge": 0}),
+    **dict.fromkeys(["lambda_coeff", "image_weight", "decay"], {"ge": 0, "le": 1}),
+    "lr": {"gt": 0},
+    "lr_decay": {"gt": 0, "le": 1},
+    "dropout": {"ge": 0, "lt": 1},
+    "init_std": {"gt": 0},
+}
+
+
+def _check_device(value: str) -> str:
+    import torch
+
+    if value not in ("auto", "cpu") and not value.startswith("cuda"):
+        raise ValueError(f"device {value!r}: choose auto, cpu or cuda[:N]")
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {value!r}: no CUDA device is available here (torch {torch.__version__}); use auto or cpu"
+        )
+    return value
+
+
+def param_spec(cls: type[Recommender]) -> type[pydantic.BaseModel]:
+    """The typed hyperparameter spec of a model, built from its `__init__` signature (types and
+    defaults) and PARAM_BOUNDS (ranges); unknown names are rejected."""
+    hints = typing.get_type_hints(cls.__init__)
+    fields: dict[str, Any] = {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self":
+            continue
+        default = p.default if p.default is not inspect.Parameter.empty else ...
+        kind = hints.get(name, Any)
+        if name == "device":
+            kind = Annotated[str, pydantic.AfterValidator(_check_device)]
+        fields[name] = (kind, pydantic.Field(default, **PARAM_BOUNDS.get(name, {})))
+    return pydantic.create_model(  # type: ignore[call-overload]
+        f"{cls.__name__}Params", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )
+
+
+def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The given hyperparameters of model `name`, checked (types, ranges, names) and coerced;
+    raises ModelError naming each bad parameter, what it got and what it expects."""
     cls = get_model_class(name)
-    valid = cls.param_names()
-    bad = [p for p in params if p not in valid]
-    if bad:
-        raise ModelError(f"model {name!r} has no parameter(s) {bad}; its parameters are {valid}")
-    return cls(**params)
+    try:
+        checked = param_spec(cls)(**params)
+    except pydantic.ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(x) for x in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{key}: no such parameter (its parameters are {cls.param_names()})")
+            else:
+                problems.append(f"{key}={err.get('input')!r}: {err['msg']}")
+        raise ModelError(f"model {name!r}: " + "; ".join(problems)) from None
+    return {k: getattr(checked, k) for k in params}
+
+
+def create_model(name: str, **params: Any) -> Recommender:
+    """A model from the registry with validated hyperparameters (see `validate_params`)."""
+    return get_model_class(name)(**validate_params(name, params))
 
 
 class Recommender:
