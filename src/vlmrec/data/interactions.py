@@ -18,8 +18,57 @@ log = logging.getLogger(__name__)
 REQUIRED = ("user_id", "item_id")
 
 
+def ids_as_text(values: pd.Series, source: str, column: str) -> pd.Series:
+    """Ids as verbatim text (object dtype; missing stays missing), never via a number.
+
+    Text stays as it is (`007` stays `007`, `0.0` stays `0.0`). Integers (JSON numbers, Parquet
+    int columns) become their decimal digits. A floating-point column can only come from a
+    binary format that stored ids as numbers: integral values become integer digits (`1.0` ->
+    `1`) with a warning, since the original text is not known. Lists, dicts and booleans are
+    refused with the row named.
+    """
+    if isinstance(values.dtype, pd.StringDtype) or (
+        values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+    ):
+        return values.astype(object)  # text already (the common case): nothing to convert
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise DataError(f"{source}: column {column!r} holds true/false values, not ids")
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return pd.Series(
+            [None if pd.isna(v) else str(int(v)) for v in values], index=values.index, dtype=object
+        )
+    if pd.api.types.is_float_dtype(values.dtype):
+        log.warning(
+            "%s: column %r stores ids as floating-point numbers; integral values are read as "
+            "integers (1.0 -> '1'). Store ids as text to keep them verbatim.",
+            source,
+            column,
+        )
+        return pd.Series([_float_id(v) for v in values], index=values.index, dtype=object)
+    out = []
+    for row, v in enumerate(values, 1):
+        if v is None or isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, bool) or not np.isscalar(v):
+            raise DataError(f"{source}: row {row}: {column!r} is {v!r}; expected an id (text or integer)")
+        elif isinstance(v, (int, np.integer)):
+            out.append(str(int(v)))
+        elif isinstance(v, (float, np.floating)):
+            out.append(_float_id(v))
+        else:
+            out.append(str(v))
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def _float_id(v: float) -> str | None:
+    if pd.isna(v):
+        return None
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
 def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Check columns and values; return a copy with string ids and float ratings/timestamps."""
+    """Check columns and values; return a copy with verbatim text ids (see `ids_as_text`) and
+    float ratings/timestamps."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(
@@ -28,10 +77,12 @@ def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
         )
     out = df.copy()
     for col in REQUIRED:
-        if out[col].isna().any():
-            row = int(np.flatnonzero(out[col].isna().to_numpy())[0])
+        ids = ids_as_text(out[col], source, col)
+        empty = (ids.isna() | (ids == "")).to_numpy()
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
             raise DataError(f"{source}: row {row + 1}: empty {col!r}; every interaction needs one")
-        out[col] = out[col].astype(str)
+        out[col] = ids.astype(str)
     for col in ("rating", "timestamp"):
         if col not in out.columns:
             continue
