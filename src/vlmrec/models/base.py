@@ -101,7 +101,7 @@ def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
         for err in e.errors():
             key = ".".join(str(x) for x in err["loc"]) or "?"
             if err["type"] == "extra_forbidden":
-                problems.append(f"{key}: no such parameter (its parameters are {cls.param_names()})")
+                problems.append(f"no parameter {key!r} (its parameters are {cls.param_names()})")
             else:
                 problems.append(f"{key}={err.get('input')!r}: {err['msg']}")
         raise ModelError(f"model {name!r}: " + "; ".join(problems)) from None
