@@ -79,6 +79,7 @@ class Dataset:
         return self.__dict__["_fp"]
 
     def stats(self) -> dict[str, Any]:
+        """Sizes: users, items, interactions per split, users each split covers, density, images."""
         n = sum(len(getattr(self, s)) for s in SPLITS)
         return {
             "users": self.n_users,
@@ -87,6 +88,9 @@ class Dataset:
             "train": len(self.train),
             "valid": len(self.valid),
             "test": len(self.test),
+            "users_train": int(self.train["user"].nunique()),
+            "users_valid": int(self.valid["user"].nunique()),
+            "users_test": int(self.test["user"].nunique()),
             "density": n / max(1, self.n_users * self.n_items),
             "items_with_image": int(self.items["image_path"].notna().sum()),
         }

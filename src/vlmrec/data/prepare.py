@@ -48,7 +48,12 @@ def prepare_dataset(
     planted_options: dict[str, Any] | None = None,
     out: str | Path | None = None,
 ) -> Dataset:
-    """Read one of FORMATS and return (and, with `out`, save) a Dataset."""
+    """Read one of FORMATS and return (and, with `out`, save) a Dataset.
+
+    Logs how many users each split covers; the counts are in `Dataset.stats()` and so in the
+    saved manifest (`stats.users_train`, `users_valid`, `users_test`). The split rule (who gets
+    a validation and a test item) is documented in `vlmrec.data.splits.split_interactions`.
+    """
     if fmt not in READERS:
         raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
     info: dict[str, Any] = {"format": fmt}
@@ -95,6 +100,16 @@ def prepare_dataset(
         base = item_table if item_table is not None else train[["item_id"]].drop_duplicates()
         item_table = readers.attach_images(base.astype({"item_id": str}), images)
     ds = build_dataset(name, train, valid, test, item_table, info)
+    stats = ds.stats()
+    log.info(
+        "%s: %d users; split %s covers %d users in train, %d in validation, %d in test",
+        ds.name,
+        stats["users"],
+        info["split"]["method"],
+        stats["users_train"],
+        stats["users_valid"],
+        stats["users_test"],
+    )
     if out is not None:
         ds.save(out)
     return ds

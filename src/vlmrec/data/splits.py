@@ -19,11 +19,22 @@ def split_interactions(
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 42,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Split into (train, valid, test).
+    """Split into (train, valid, test) DataFrames with the columns of `df`.
 
-    random: per user, a seeded shuffle cut by `ratios` (at least one train item per user).
-    loo: per user by time, last item -> test, second last -> validation (needs timestamps).
-    temporal: one global time cut by `ratios` over all interactions.
+    random: per user, a seeded shuffle cut into train / valid / test by `ratios`:
+        n_train = round-half-up(r_train * n), n_valid = round-half-down(r_valid * n), and the
+        test split takes the rest; then clipped so that **every user with n >= 3 interactions
+        keeps at least one train, one validation and one test item** (a split whose ratio is 0
+        is left empty). Users with 2 interactions get one train and one test item (one train
+        and one validation item when r_test is 0); users with 1 interaction are train only.
+        With (0.8, 0.1, 0.1): n=3 -> 1/1/1, 5 -> 3/1/1, 7 -> 5/1/1, 10 -> 8/1/1, 20 -> 16/2/2.
+    loo: per user by time, last item -> test, second last -> validation (needs timestamps);
+        the same coverage rule (n >= 3: train, valid and test; n = 2: train + test; n = 1: train).
+    temporal: one global time cut by `ratios` over all interactions (needs timestamps). No
+        per-user guarantee: a user active only before the cut has no validation or test item,
+        and one who starts after it has no train item (build_dataset then drops those rows).
+
+    `Dataset.stats()` reports how many users each split covers (`vlmrec prepare` logs it).
     """
     if method not in SPLIT_METHODS:
         raise ConfigError(f"split: unknown method {method!r}; choose one of {SPLIT_METHODS}")
@@ -51,10 +62,7 @@ def split_interactions(
         pos = ranked.groupby("user_id", sort=False).cumcount().to_numpy()
         size = ranked.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
         if method == "random":
-            n_train = np.maximum(1, np.round(ratios[0] * size)).astype(int)
-            n_valid = np.round(ratios[1] * size).astype(int)
-            n_valid = np.minimum(n_valid, size - n_train)
-            p = np.where(pos < n_train, 0, np.where(pos < n_train + n_valid, 1, 2))
+            p = _random_cut(pos, size, ratios)
         else:
             # leave-one-out: last -> test, second last -> valid, only if the user keeps a train item
             p = np.where(pos == size - 1, 2, np.where(pos == size - 2, 1, 0))
@@ -62,3 +70,19 @@ def split_interactions(
         part[ranked.index.to_numpy()] = p
     cols = [c for c in df.columns if not c.startswith("_")]
     return tuple(df.loc[part == k, cols].reset_index(drop=True) for k in range(3))  # type: ignore[return-value]
+
+
+def _random_cut(pos: np.ndarray, size: np.ndarray, ratios: tuple[float, float, float]) -> np.ndarray:
+    """Part (0 train, 1 valid, 2 test) of the row at shuffled position `pos` in a history of `size`."""
+    eps = 1e-9  # r * n is inexact in binary (0.1 * 25): keep halves exactly half
+    need_valid = int(ratios[1] > 0)
+    need_test = int(ratios[2] > 0)
+    n_train = np.floor(ratios[0] * size + 0.5 + eps).astype(np.int64)
+    n_train = np.clip(n_train, 1, np.maximum(1, size - need_valid - need_test))
+    n_valid = np.ceil(ratios[1] * size - 0.5 - eps).astype(np.int64)
+    rest = size - n_train
+    test_first = np.minimum(need_test, rest)  # with too few items, test keeps its item first
+    n_valid = np.clip(n_valid, np.minimum(need_valid, rest - test_first), rest - test_first)
+    if not need_test:
+        n_valid = rest
+    return np.where(pos < n_train, 0, np.where(pos < n_train + n_valid, 1, 2))
