@@ -9,9 +9,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from vlmrec.errors import VlmrecError
+from vlmrec.errors import ConfigError, VlmrecError
 
 app = typer.Typer(
     help="vlmrec: item images and text -> recommender features, measured honestly.",
@@ -29,16 +30,59 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
+    # escape: messages name fields such as [text] that rich would read as markup and drop
+    console.print(f"[bold red]error:[/] {escape(str(e))}")
     raise typer.Exit(2)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x.strip())
+def _version(value: bool) -> None:
+    if value:
+        from vlmrec.provenance import code_version
+
+        console.print(f"vlmrec {code_version()}")
+        raise typer.Exit()
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """vlmrec: item images and text -> recommender features, measured honestly."""
+
+
+def _floats(text: str, option: str = "--ratios") -> tuple[float, ...]:
+    """Comma-separated numbers, or a ConfigError naming the option."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r}: expected comma-separated numbers such as 0.8,0.1,0.1"
+        ) from None
+    return values
+
+
+def _ints(text: str, option: str = "--k") -> list[int]:
+    """Comma-separated distinct positive integers, or a ConfigError naming the option."""
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r}: expected comma-separated positive integers such as 10,20"
+        ) from None
+    if any(v < 1 for v in values):
+        raise ConfigError(f"{option} {text!r}: cutoffs must be >= 1")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{option} {text!r}: each cutoff once")
+    return values
+
+
+def _output_folder(out: Path, option: str = "--out") -> Path:
+    """`out` must be a folder or not exist yet."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out}: is a file; give a folder (it is created if missing)")
+    return out
 
 
 @app.command()
@@ -66,7 +110,7 @@ def prepare(
         "random", help="random (per-user ratios), loo (leave-one-out by time), temporal (global cut)."
     ),
     ratios: str = typer.Option("0.8,0.1,0.1", help="Train,valid,test ratios for random/temporal."),
-    seed: int = typer.Option(42, help="Seed of the split (and of the planted generator)."),
+    seed: int = typer.Option(42, min=0, help="Seed of the split (and of the planted generator)."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
     """Read a catalogue, clean it, split it, and save a Dataset (Parquet + manifest)."""
@@ -74,6 +118,7 @@ def prepare(
     from vlmrec.data.prepare import prepare_dataset
 
     try:
+        _output_folder(out)
         ds = prepare_dataset(
             format,
             path=path,
@@ -131,7 +176,7 @@ def evaluate(
     features: str | None = typer.Option(None, help="Comma-separated FeatureSet folders."),
     param: list[str] = typer.Option([], "--param", help="Hyperparameter NAME=VALUE (repeatable)."),
     k: str = typer.Option("10,20", help="Cutoffs."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     out: Path = typer.Option(
         Path("vlmrec-results"), help="Folder for results.csv/.parquet and per-user values."
     ),
@@ -145,21 +190,25 @@ def evaluate(
     from vlmrec.features.featureset import FeatureSet
 
     try:
+        ks = _ints(k)
+        _output_folder(out)
         ds = Dataset.load(dataset)
+        if max(ks) > ds.n_items:
+            raise ConfigError(f"--k {k}: larger than the catalogue ({ds.n_items} items)")
         fsets = None
         if features:
             fsets = {}
             for p in features.split(","):
                 fs = FeatureSet.load(Path(p.strip()), ds)
                 fsets[fs.name] = fs
-        res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=_ints(k))
+        res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=ks)
     except VlmrecError as e:
         _fail(e)
     write_results(out, res.results, res.per_user)
-    table = Table("metric", *[f"@{x}" for x in _ints(k)])
+    table = Table("metric", *[f"@{x}" for x in ks])
     wide = res.results.pivot(index="metric", columns="k", values="value")
     for metric, row in wide.iterrows():
-        table.add_row(metric, *[f"{row[x]:.4f}" for x in _ints(k)])
+        table.add_row(metric, *[f"{row[x]:.4f}" for x in ks])
     console.print(table)
     console.print(f"results: {out / 'results.csv'}")
 
@@ -308,7 +357,7 @@ def fuse(
 def control(
     input: Path = typer.Option(..., "--input", help="The real FeatureSet folder."),
     kind: str = typer.Option("shuffled", help="shuffled, random, zero."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     out: Path = typer.Option(..., help="Output FeatureSet folder."),
 ) -> None:
     """Write a content-control twin of a FeatureSet (shuffled rows, matched Gaussian, zeros)."""
@@ -349,7 +398,9 @@ def _run_and_show(cfg, report_after: bool = True):
     from vlmrec.experiments.report import write_report
     from vlmrec.experiments.runner import run_experiment
 
-    output = run_experiment(cfg, on_event=lambda msg: console.print(f"[dim]{cfg.name}[/] {msg}"))
+    output = run_experiment(
+        cfg, on_event=lambda msg: console.print(f"[dim]{escape(cfg.name)}[/] {escape(msg)}")
+    )
     console.print(
         f"[bold]{cfg.name}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
         f"results: {output.out_dir / 'results.csv'}"
@@ -451,3 +502,7 @@ def serve(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,102 @@
+"""The bad-input matrix through the command line: each case exits 2 with one `error:` line that
+names the option, file or field, never a traceback (issue 13)."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from vlmrec.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def prepared(community_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    community_dataset.save(out)
+    return out
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    "k,expected",
+    [
+        ("0", "cutoffs must be >= 1"),
+        ("-5", "cutoffs must be >= 1"),
+        ("ten", "positive integers"),
+        ("", "positive integers"),
+        ("1000", "larger than the catalogue (80 items)"),
+        ("10,10", "each cutoff once"),
+    ],
+)
+def test_evaluate_bad_cutoffs(prepared, tmp_path, k, expected):
+    code, out = invoke(
+        "evaluate", "--dataset", prepared, "--model", "mostpop", "--k", k, "--out", tmp_path / "r"
+    )
+    assert code == 2 and "error:" in out and expected in out.replace("\n", " "), out
+
+
+@pytest.mark.parametrize(
+    "param,expected",
+    [
+        ("epochs=abc", "epochs='abc'"),
+        ("epochs=2.5", "epochs=2.5"),
+        ("epochs=-3", "epochs=-3"),
+        ("lr=-1", "lr=-1"),
+        ("embedding_dim=0", "embedding_dim=0"),
+        ("epcohs=3", "no parameter 'epcohs'"),
+    ],
+)
+def test_evaluate_bad_params_refused_before_training(prepared, tmp_path, param, expected):
+    code, out = invoke(
+        "evaluate", "--dataset", prepared, "--model", "bprmf", "--param", param, "--out", tmp_path / "r"
+    )
+    assert code == 2 and expected in out.replace("\n", ""), out
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_out_pointing_at_a_file(prepared, tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    code, out = invoke("evaluate", "--dataset", prepared, "--model", "mostpop", "--out", f)
+    assert code == 2 and "is a file" in out
+    code, out = invoke("prepare", "--format", "planted", "--out", f)
+    assert code == 2 and "is a file" in out
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--ratios", "a,b,c"], "--ratios 'a,b,c'"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_prepare_bad_options(tmp_path, args, expected):
+    code, out = invoke("prepare", "--format", "planted", "--out", tmp_path / "p", *args)
+    assert code == 2 and expected in out, out
+
+
+def test_bracketed_labels_survive_in_errors(tmp_path):
+    """rich would read `[text]` as markup and drop it."""
+    code, out = invoke("evaluate", "--dataset", tmp_path / "missing[text]", "--model", "mostpop")
+    assert code == 2 and "missing[text]" in out.replace("\n", ""), out
+
+
+def test_version_and_a_real_subprocess_without_traceback(prepared, tmp_path):
+    exe = [sys.executable, "-m", "vlmrec.cli"]
+    v = subprocess.run([*exe, "--version"], capture_output=True, text=True)
+    assert v.returncode == 0 and v.stdout.startswith("vlmrec 0."), v.stdout + v.stderr
+    bad = subprocess.run(
+        [*exe, "evaluate", "--dataset", str(prepared), "--model", "bprmf", "--param", "epochs=abc"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr
+    assert "epochs" in bad.stdout + bad.stderr
