@@ -64,6 +64,15 @@ def test_clone_and_pickle_round_trip(fitted):
     np.testing.assert_array_equal(back.score(np.arange(4)), m.score(np.arange(4)), err_msg=name)
 
 
+def test_save_load_round_trip_scores_identically(fitted, tmp_path):
+    from vlmrec.models.base import Recommender
+
+    name, m = fitted
+    back = Recommender.load(m.save(tmp_path / name))
+    assert type(back) is type(m) and back.get_params() == m.get_params()
+    np.testing.assert_array_equal(back.score(np.arange(10)), m.score(np.arange(10)), err_msg=name)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_default_params_are_valid_and_typos_are_named(name):
     assert validate_params(name, {}) == {}

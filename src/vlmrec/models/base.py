@@ -8,17 +8,21 @@ higher is better. Masking of seen items and top-K belong to the evaluator.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pydantic
+import scipy.sparse as sp
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,66 @@ class Recommender:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    # ---- persistence ---------------------------------------------------------------------
+    # A fitted model is its hyperparameters plus its public fitted state: the attributes whose
+    # names end in "_" holding numpy arrays, scipy sparse matrices or JSON values. That is what
+    # `score` reads, so a loaded model scores exactly as the saved one (training internals such
+    # as torch modules and graphs are not kept: a loaded model scores, it does not resume).
+    MODEL_FORMAT: ClassVar[int] = 1
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `model.json` (name, params, JSON state), `arrays.npz` and one `<attr>.npz` per
+        sparse matrix into `directory`; returns the folder."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        sparse: list[str] = []
+        values: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if not key.endswith("_") or key.startswith("_"):
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[key] = value
+            elif sp.issparse(value):
+                sp.save_npz(d / f"{key}.npz", sp.csr_matrix(value))
+                sparse.append(key)
+            elif _is_json_value(value):
+                values[key] = value
+        np.savez(d / "arrays.npz", **arrays)
+        record = {
+            "format": self.MODEL_FORMAT,
+            "model": self.name,
+            "params": self.get_params(),
+            "arrays": sorted(arrays),
+            "sparse": sorted(sparse),
+            "values": values,
+            "code_version": code_version(),
+        }
+        (d / "model.json").write_text(json.dumps(record, indent=1, default=str))
+        return d
+
+    @staticmethod
+    def load(directory: str | Path) -> Recommender:
+        """A fitted model written by `save` (of any registered class)."""
+        d = Path(directory)
+        try:
+            record = json.loads((d / "model.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelError(f"{d}: not a saved model ({e})") from None
+        if record.get("format") != Recommender.MODEL_FORMAT:
+            raise ModelError(
+                f"{d}: saved model format {record.get('format')!r}, this vlmrec reads {Recommender.MODEL_FORMAT}"
+            )
+        model = create_model(record["model"], **record["params"])
+        with np.load(d / "arrays.npz") as arrays:
+            for key in record["arrays"]:
+                setattr(model, key, arrays[key])
+        for key in record["sparse"]:
+            setattr(model, key, sp.load_npz(d / f"{key}.npz").tocsr())
+        for key, value in record["values"].items():
+            setattr(model, key, value)
+        return model
+
     # ---- helpers -------------------------------------------------------------------------
     def _require_features(self, features: dict[str, FeatureSet] | None, dataset: Dataset) -> list[FeatureSet]:
         if not features:
@@ -158,6 +222,14 @@ class Recommender:
         for key, fs in features.items():
             fs.check_matches(dataset, f"feature set {key!r}")
         return list(features.values())
+
+
+def _is_json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json_value(v) for v in value)
+    return False
 
 
 class FactorModel(Recommender):

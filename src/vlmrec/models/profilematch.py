@@ -9,20 +9,23 @@ Weights: `mean` w = 1; `last` the user's last N train items (by timestamp when k
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from vlmrec.errors import ModelError
 from vlmrec.models.base import FactorModel, register
 from vlmrec.models.content import concat_normalised, l2_rows
 
-AGGREGATIONS = ("mean", "last", "recency")
+Aggregation = Literal["mean", "last", "recency"]
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 
 
 @register("profilematch")
 class ProfileMatch(FactorModel):
     uses_features = True
 
-    def __init__(self, aggregation: str = "mean", last_n: int = 5, decay: float = 0.8) -> None:
+    def __init__(self, aggregation: Aggregation = "mean", last_n: int = 5, decay: float = 0.8) -> None:
         if aggregation not in AGGREGATIONS:
             raise ModelError(f"profilematch aggregation {aggregation!r}: choose one of {AGGREGATIONS}")
         self.aggregation = aggregation
