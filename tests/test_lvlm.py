@@ -11,12 +11,22 @@ from PIL import Image
 
 from vlmrec.errors import ConfigError, ModelError
 from vlmrec.features.attributes import AttributeEncoder, normalise_keyword
-from vlmrec.features.lvlm import LVLM, pool, select_layer
+from vlmrec.features.lvlm import (
+    LVLM,
+    MAX_BATCH,
+    BatchChoice,
+    GenerationOptions,
+    choose_batch_size,
+    estimate_item_bytes,
+    length_order,
+    pool,
+    select_layer,
+)
 from vlmrec.features.prompts import BUILTIN, load_template, parse_fitb
 
-from .tiny_lvlm import build_tiny_idefics3, build_tiny_llava, build_tiny_qwen2vl
+from .tiny_lvlm import TEXT_LAYERS, TINY_BUILDERS, build_tiny_qwen2vl
 
-ARCHS = {"llava": build_tiny_llava, "idefics3": build_tiny_idefics3}
+ARCHS = TINY_BUILDERS
 
 
 @pytest.fixture(scope="session")
@@ -242,6 +252,12 @@ def test_describe_catalogue_caches_resumes_and_records_parse_failures(tiny_model
     att = sets["attributes"]
     assert len(att.manifest["failed"]) == 10 and "missing slot" in att.manifest["failed"][0]["reason"]
     assert att.manifest["prompt_name"] == "clothing" and att.dim == 5  # 5 empty slots: only "Other" columns
+    for fs in sets.values():  # generation options and batch size are recorded
+        assert (
+            fs.manifest["generation"]["max_new_tokens"] == 8
+            and fs.manifest["generation"]["do_sample"] is False
+        )
+        assert fs.manifest["batch_size"] == 4 and fs.manifest["batch_size_source"] == "explicit"
     # resume: everything is cached, so a second run must not generate again
     monkeypatch.setattr(
         LVLM, "generate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regenerated"))
@@ -305,5 +321,304 @@ def test_cli_extract_lvlm_embed(tiny_models, tmp_path, arch):
         and m["prompt_name"] == "clothing"
         and "[Material]" in m["prompt"]
     )
+    assert m["batch_size"] == 3 and m["batch_size_source"] == "explicit"  # --batch-size is honoured
     r = CliRunner().invoke(app, ["describe", "--dataset", str(tmp_path / "ds"), "--prompt", "clothing"])
     assert r.exit_code == 2 and "describe-ocr" in r.output
+
+
+# ---- layer capture, batching, generation options (issue 16) ---------------------------------
+
+TITLES = [
+    "Mug",
+    "Red cotton T-shirt for toddlers, short sleeves",
+    "Hat",
+    "Soft wool blanket with a zip, large",
+]
+
+
+def _items(photos):
+    """Four items whose prompts differ in length (the vlm4rec template shows the title)."""
+    images = [photos[i % 2] for i in range(len(TITLES))]
+    return images, [BUILTIN["vlm4rec"].render(t) for t in TITLES]
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("layer", [0, TEXT_LAYERS // 2, -1, "mean_last_2"])
+def test_hooked_layer_equals_output_hidden_states(lvlms, photos, arch, layer):
+    """Only the requested layer is captured (hooks), and it equals transformers' hidden state."""
+    lvlm = lvlms[arch]
+    images, prompts = _items(photos)
+    batch = lvlm.inputs(images, prompts)
+    with torch.no_grad():
+        hs = lvlm.model(**batch, output_hidden_states=True).hidden_states
+    assert len(hs) == TEXT_LAYERS + 1 == lvlm.num_hidden_states
+    ref_hidden = select_layer(hs, layer).float()
+    for pooling in ("mean", "image", "prompt", "last"):
+        ref = pool(ref_hidden, batch["input_ids"], batch["attention_mask"], pooling, lvlm.image_token_id)
+        got = lvlm.embed(images, prompts, layer=layer, pooling=pooling, batch_size=len(images))
+        assert np.allclose(got, ref.numpy(), atol=1e-5), (arch, layer, pooling)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_embed_runs_only_up_to_the_requested_layer(lvlms, photos, arch):
+    lvlm = lvlms[arch]
+    assert lvlm.layer_capture == "forward hooks"
+    calls: dict[str, int] = {"last_layer": 0, "head": 0}
+    head = lvlm.model.get_output_embeddings()
+    h1 = lvlm.decoder.layers[-1].register_forward_hook(lambda *a: calls.__setitem__("last_layer", 1))
+    h2 = head.register_forward_hook(lambda *a: calls.__setitem__("head", 1))
+    try:
+        lvlm.embed(photos, ["a", "b"], layer=TEXT_LAYERS // 2)
+        assert calls == {"last_layer": 0, "head": 0}  # later layers and the LM head never ran
+        lvlm.embed(photos, ["a", "b"], layer=-1)
+        assert calls == {"last_layer": 1, "head": 0}  # no logits for embeddings
+    finally:
+        h1.remove()
+        h2.remove()
+    with pytest.raises(ModelError, match="mean_last_N"):
+        lvlm.embed(photos, ["a", "b"], layer="mean_last_x")
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_prompt_lengths_are_the_processed_lengths(lvlms, photos, arch):
+    lvlm = lvlms[arch]
+    images, prompts = _items(photos)
+    images[1] = images[1].resize((40, 90))
+    expected = [lvlm.inputs([im], [p])["input_ids"].shape[1] for im, p in zip(images, prompts)]
+    assert lvlm.prompt_lengths(images, prompts) == expected
+    assert len(set(expected)) > 1
+
+
+def test_length_order_longest_first_stable():
+    assert length_order([3, 9, 3, 5, 9]) == [1, 4, 3, 0, 2]
+    assert length_order([]) == []
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_length_sorted_batches_restore_the_input_order(lvlms, photos, arch, monkeypatch):
+    lvlm = lvlms[arch]
+    images, prompts = _items(photos)
+    alone = np.concatenate([lvlm.embed([im], [p], pooling="last") for im, p in zip(images, prompts)])
+    seen: list[list[str]] = []
+    original = lvlm._embed_batch
+
+    def spy(ims, ps, indices, pooling):
+        seen.append(list(ps))
+        return original(ims, ps, indices, pooling)
+
+    monkeypatch.setattr(lvlm, "_embed_batch", spy)
+    batched = lvlm.embed(images, prompts, pooling="last", batch_size=2)
+    monkeypatch.undo()
+    assert np.allclose(batched, alone, atol=1e-5)  # original order restored
+    lengths = dict(zip(prompts, lvlm.prompt_lengths(images, prompts)))
+    flat = [lengths[p] for b in seen for p in b]
+    assert [len(b) for b in seen] == [2, 2] and flat == sorted(flat, reverse=True)  # longest first
+    one_by_one = [lvlm.generate([im], [p], max_new_tokens=5)[0] for im, p in zip(images, prompts)]
+    assert lvlm.generate(images, prompts, max_new_tokens=5, batch_size=3) == one_by_one
+
+
+def test_generation_options_are_typed_and_strict():
+    with pytest.raises(ConfigError, match="max_new_token"):
+        GenerationOptions.from_options({"max_new_token": 5})  # a typo is an error, naming the key
+    with pytest.raises(ConfigError, match="do_sample=True"):
+        GenerationOptions.from_options({"temperature": 0.7})
+    with pytest.raises(ConfigError, match="min_new_tokens"):
+        GenerationOptions.from_options({"min_new_tokens": 9, "max_new_tokens": 4})
+    with pytest.raises(ConfigError, match="static"):
+        GenerationOptions.from_options({"compile": True})
+    with pytest.raises(ConfigError, match="num_beams"):
+        GenerationOptions.from_options({"num_beams": 0})
+    greedy = GenerationOptions().generate_kwargs(torch.device("cpu"))
+    assert greedy == {"max_new_tokens": 96, "do_sample": False, "num_beams": 1, "repetition_penalty": 1.0}
+    sampled = GenerationOptions(do_sample=True, top_p=0.9, min_new_tokens=2).generate_kwargs(
+        torch.device("cpu")
+    )
+    assert sampled["temperature"] == 1.0 and sampled["top_p"] == 0.9 and sampled["top_k"] == 0
+    assert sampled["min_new_tokens"] == 2
+    static = GenerationOptions(cache_implementation="static").generate_kwargs(torch.device("cpu"))
+    assert static["cache_implementation"] == "static" and static["disable_compile"] is True
+    opts = GenerationOptions(cache_implementation="static", compile=True)
+    assert "cache_implementation" not in opts.decoding() and "compile" not in opts.decoding()
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_generation_options_reach_generate(lvlms, photos, arch, monkeypatch):
+    lvlm = lvlms[arch]
+    prompts = [BUILTIN["free"].render()] * 2
+    calls: list[tuple[dict, int]] = []
+    original = lvlm.model.generate
+
+    def spy(**kwargs):
+        out = original(**kwargs)
+        calls.append(
+            (
+                {k: v for k, v in kwargs.items() if not torch.is_tensor(v)},
+                out.shape[1] - kwargs["input_ids"].shape[1],
+            )
+        )
+        return out
+
+    monkeypatch.setattr(lvlm.model, "generate", spy)
+    forced = GenerationOptions(min_new_tokens=6, max_new_tokens=6, repetition_penalty=1.3, num_beams=2)
+    assert len(lvlm.generate(photos, prompts, options=forced)) == 2
+    kwargs, new_tokens = calls[-1]
+    assert new_tokens == 6 and kwargs["num_beams"] == 2 and kwargs["repetition_penalty"] == 1.3
+    assert kwargs["min_new_tokens"] == 6 and kwargs["do_sample"] is False
+    lvlm.generate(photos, prompts, max_new_tokens=3)
+    assert calls[-1][0]["max_new_tokens"] == 3 and calls[-1][1] <= 3
+    sampled = GenerationOptions(do_sample=True, temperature=1.5, seed=3, max_new_tokens=6)
+    a = lvlm.generate(photos, prompts, options=sampled)
+    assert calls[-1][0]["temperature"] == 1.5 and calls[-1][0]["do_sample"] is True
+    assert a == lvlm.generate(photos, prompts, options=sampled)  # seeded
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_static_kv_cache_accepted_on_cpu(lvlms, photos, arch):
+    lvlm = lvlms[arch]
+    images, prompts = _items(photos)
+    dynamic = lvlm.generate(images, prompts, max_new_tokens=5, batch_size=3)
+    static = GenerationOptions(max_new_tokens=5, cache_implementation="static")
+    assert lvlm.generate(images, prompts, options=static, batch_size=3) == dynamic
+
+
+def test_compiled_decoding_accepted_on_cpu(lvlms, photos):
+    """transformers compiles the decoding step (static cache) on CPU when told; ~1 min of inductor."""
+    lvlm = lvlms["llava"]
+    images, prompts = _items(photos)
+    dynamic = lvlm.generate(images[:2], prompts[:2], max_new_tokens=4, batch_size=2)
+    opts = GenerationOptions(max_new_tokens=4, cache_implementation="static", compile=True)
+    try:
+        compiled = lvlm.generate(images[:2], prompts[:2], options=opts, batch_size=2)
+    except Exception as e:  # an environment without a working C++ toolchain for inductor
+        if "inductor" in type(e).__module__ or "CppCompileError" in type(e).__name__:
+            pytest.skip(f"torch.compile cannot build CPU kernels here: {type(e).__name__}")
+        raise
+    assert compiled == dynamic
+    assert hasattr(lvlm.model, "_compiled_call")  # transformers really compiled the forward
+
+
+def test_batch_size_explicit_cpu_default_and_from_free_memory(lvlms, monkeypatch):
+    lvlm = lvlms["llava"]
+    prompt = BUILTIN["clothing"].render()
+    assert lvlm.resolve_batch_size(5, prompt, "embed") == BatchChoice(5, "explicit")
+    assert lvlm.resolve_batch_size(None, prompt, "generate") == BatchChoice(8, "cpu-default")
+    with pytest.raises(ConfigError, match="batch_size"):
+        lvlm.resolve_batch_size(0, prompt, "embed")
+    item, tokens, image_tokens = lvlm.item_memory(prompt, "generate")
+    assert tokens == lvlm.inputs([photos_like()], [prompt])["input_ids"].shape[1] and image_tokens == 4
+    monkeypatch.setattr(lvlm, "free_memory", lambda: 100 * item)
+    auto = lvlm.resolve_batch_size(None, prompt, "generate")
+    assert auto.source == "auto" and auto.size == 64 and auto.item_bytes == item  # 80 fit -> 64
+    assert auto.manifest()["batch_size"] == 64 and "batch_item_mib_estimate" in auto.manifest()
+    monkeypatch.setattr(lvlm, "free_memory", lambda: 10**15)
+    assert lvlm.resolve_batch_size(None, prompt, "embed").size == MAX_BATCH
+    assert lvlm.resolve_batch_size(7, prompt, "embed").size == 7  # explicit always wins
+
+
+def photos_like():
+    from PIL import Image as PILImage
+
+    return PILImage.new("RGB", (448, 448), (128, 128, 128))
+
+
+def test_choose_batch_size_and_item_estimate():
+    assert choose_batch_size(free_bytes=100, item_bytes=1) == 64  # 80 fit: power of two below
+    assert choose_batch_size(free_bytes=10**12, item_bytes=1) == 256  # clamped
+    assert choose_batch_size(free_bytes=1, item_bytes=10**9) == 1
+    from transformers import LlavaConfig
+
+    llava7b = LlavaConfig(
+        text_config={
+            "model_type": "llama",
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 32064,
+        },
+        vision_config={
+            "model_type": "clip_vision_model",
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_attention_heads": 16,
+        },
+    )
+    opts = GenerationOptions(max_new_tokens=64)
+    gen = estimate_item_bytes(llava7b, 640, 576, "generate", opts)
+    kv = 2 * 32 * 32 * 128 * (640 + 64) * 2
+    assert kv < gen < 2 * kv  # the KV cache dominates generation
+    emb = estimate_item_bytes(llava7b, 640, 576, "embed")
+    assert emb < gen and estimate_item_bytes(llava7b, 640, 576, "generate", opts.model_copy()) == gen
+    beams = estimate_item_bytes(
+        llava7b, 640, 576, "generate", GenerationOptions(max_new_tokens=64, num_beams=2)
+    )
+    assert beams > 1.9 * gen
+
+
+def test_oom_halves_an_automatic_batch_and_not_an_explicit_one(lvlms):
+    lvlm = lvlms["llava"]
+    sizes: list[int] = []
+
+    def run(idx):
+        sizes.append(len(idx))
+        if len(idx) > 2:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return [i * 10 for i in idx]
+
+    lengths = [5, 1, 4, 2, 3]
+    try:
+        assert lvlm._batches(lengths, BatchChoice(4, "auto"), "embed", run) == [0, 10, 20, 30, 40]
+        assert sizes[0] == 4 and max(sizes[1:]) == 2 and lvlm._oom_cap["embed"] == 2
+        with pytest.raises(ModelError, match="--batch-size"):
+            lvlm._batches(lengths, BatchChoice(4, "explicit"), "generate", run)
+    finally:
+        lvlm._oom_cap.clear()
+
+
+class FakeTextEncoder:
+    """Stands in for the sentence encoder where only manifests are checked."""
+
+    def describe(self) -> dict:
+        return {"model": "fake", "model_path": None, "preprocessing": "none"}
+
+
+def test_factories_honour_batch_size_and_record_options(tiny_models, tmp_path):
+    from vlmrec.features.extractors import build_extractor
+
+    model = str(tiny_models["llava"])
+    emb = build_extractor("lvlm-embed", tmp_path / "e", model=model, batch_size=3, fields=None, items=None)
+    assert emb.batch_size == 3 and emb.manifest()["batch_size"] == 3
+    assert (
+        emb.manifest()["batch_size_source"] == "explicit"
+        and emb.manifest()["layer_capture"] == "forward hooks"
+    )
+    auto = build_extractor("lvlm-embed", tmp_path / "e", model=model, batch_size=0, device="cpu")
+    assert auto.manifest()["batch_size_source"] == "cpu-default"
+    desc = build_extractor(
+        "lvlm-describe",
+        tmp_path / "d",
+        model=model,
+        batch_size=5,
+        max_new_tokens=7,
+        num_beams=2,
+        layer=-1,
+        pooling="mean",
+        text_encoder=FakeTextEncoder(),
+    )
+    m = desc.manifest()
+    assert (
+        m["batch_size"] == 5 and m["generation"]["max_new_tokens"] == 7 and m["generation"]["num_beams"] == 2
+    )
+    assert m["generation"]["do_sample"] is False and desc.describer.config["num_beams"] == 2
+    assert desc.batch_size == 20  # describer groups: 4 batches per cache write
+    with pytest.raises(ConfigError, match="max_new_token"):
+        build_extractor("lvlm-describe", tmp_path / "d", model=model, max_new_token=7)
+    with pytest.raises(ConfigError, match="generation options apply"):
+        build_extractor("lvlm-embed", tmp_path / "e", model=model, temperature=0.5)
+    with pytest.raises(ConfigError, match="lvlm-embed only"):
+        build_extractor(
+            "lvlm-describe", tmp_path / "d", model=model, pooling="last", text_encoder=FakeTextEncoder()
+        )
+    with pytest.raises(ConfigError, match="--fields"):
+        build_extractor("lvlm-embed", tmp_path / "e", model=model, fields=["title"])

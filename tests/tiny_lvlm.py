@@ -1,5 +1,6 @@
 """Tiny vision-language models built from configs with random weights, with a tokenizer trained
-here and a real processor, saved with save_pretrained: the same loading path as a real checkpoint."""
+here and a real processor, saved with save_pretrained: the same loading path as a real checkpoint.
+`TINY_BUILDERS` names the builders that run on this machine's CPU (Qwen2-VL needs torchvision)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+TEXT_LAYERS = 4  # decoder layers of every tiny model: hidden states 0..4, so 2 is a true middle layer
 
 CORPUS = [
     "USER: ASSISTANT: User: Assistant: Look at this product image. Fill in each blank with keywords.",
@@ -72,7 +75,7 @@ def build_tiny_llava(directory: Path, seed: int = 0) -> Path:
             vocab_size=len(tok),
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=2,
+            num_hidden_layers=TEXT_LAYERS,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=512,
@@ -139,7 +142,7 @@ def build_tiny_idefics3(directory: Path, seed: int = 0) -> Path:
             vocab_size=len(tok),
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=2,
+            num_hidden_layers=TEXT_LAYERS,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=512,
@@ -201,7 +204,7 @@ def build_tiny_qwen2vl(directory: Path, seed: int = 0) -> Path:
             vocab_size=len(tok),
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=2,
+            num_hidden_layers=TEXT_LAYERS,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=512,
@@ -229,3 +232,6 @@ def build_tiny_qwen2vl(directory: Path, seed: int = 0) -> Path:
     Qwen2VLForConditionalGeneration(config).save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+TINY_BUILDERS = {"llava": build_tiny_llava, "idefics3": build_tiny_idefics3}

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError
@@ -16,7 +17,7 @@ from vlmrec.features.attributes import AttributeEncoder
 from vlmrec.features.extractors import DescribedTextExtractor
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.features.image import ImageLoadError, load_image
-from vlmrec.features.lvlm import LVLM
+from vlmrec.features.lvlm import LVLM, POOLINGS, GenerationOptions, VLLMGenerator, resolve_layers
 from vlmrec.features.prompts import PromptTemplate, load_template, parse_fitb
 from vlmrec.features.text import SentenceEncoder
 
@@ -27,8 +28,17 @@ def _titles(items: pd.DataFrame, field: str = "title") -> list[str]:
     return items[field].fillna("").astype(str).tolist() if field in items.columns else [""] * len(items)
 
 
+# A long title for the batch-size probe: memory grows with prompt length, so size for long prompts.
+PROBE_TITLE = " ".join(["Organic cotton baby sleeping bag with zip, two-way, tog 2.5, 6-18 months"] * 3)
+
+
+def _probe_prompt(template: PromptTemplate) -> str:
+    return template.render(PROBE_TITLE if template.uses_title else None)
+
+
 class LVLMEmbedExtractor:
-    """Pooled hidden states of the LVLM reading the item image under a structured prompt."""
+    """Pooled hidden states of the LVLM reading the item image under a structured prompt. Each call
+    hands the whole chunk to `LVLM.embed`, which sorts it by prompt length into batches."""
 
     def __init__(
         self,
@@ -36,13 +46,20 @@ class LVLMEmbedExtractor:
         template: PromptTemplate,
         layer: int | str = -1,
         pooling: str = "mean",
-        batch_size: int = 8,
+        batch_size: int | None = None,
         name: str = "lvlm-embed",
     ):
-        self.lvlm, self.template, self.layer, self.pooling = lvlm, template, layer, pooling
-        self.batch_size, self.name = batch_size, name
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+        resolve_layers(layer, lvlm.num_hidden_states)  # fail before any item is processed
+        self.lvlm, self.template, self.layer, self.pooling, self.name = lvlm, template, layer, pooling, name
+        self.batch = lvlm.resolve_batch_size(batch_size, _probe_prompt(template), "embed")
 
-    def process(self, items: pd.DataFrame):
+    @property
+    def batch_size(self) -> int:
+        return self.batch.size
+
+    def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
         images, positions, failed = [], [], {}
         for pos, path in enumerate(items["image_path"].tolist()):
             try:
@@ -51,15 +68,10 @@ class LVLMEmbedExtractor:
             except ImageLoadError as e:
                 failed[pos] = str(e)
         titles = _titles(items)
-        blocks = []
-        for s in range(0, len(images), self.batch_size):
-            idx = positions[s : s + self.batch_size]
-            prompts = [self.template.render(titles[p]) for p in idx]
-            blocks.append(self.lvlm.embed(images[s : s + self.batch_size], prompts, self.layer, self.pooling))
-        dim = blocks[0].shape[1] if blocks else self.lvlm.model.config.get_text_config().hidden_size
-        out = np.full((len(items), dim), np.nan, np.float32)
-        if blocks:
-            out[positions] = np.concatenate(blocks)
+        prompts = [self.template.render(titles[p]) for p in positions]
+        vectors = self.lvlm.embed(images, prompts, self.layer, self.pooling, batch_size=self.batch)
+        out = np.full((len(items), vectors.shape[1]), np.nan, np.float32)
+        out[positions] = vectors
         return out, failed
 
     def manifest(self) -> dict[str, Any]:
@@ -72,27 +84,52 @@ class LVLMEmbedExtractor:
             "prompt_hash": self.template.hash,
             "layer": self.layer,
             "pooling": self.pooling,
+            "layer_capture": self.lvlm.layer_capture,
+            **self.batch.manifest(),
+            "batching": "items sorted by tokenised prompt length within each chunk, original order restored",
             "preprocessing": f"{self.lvlm.describe()['processor']} chat template; image + prompt",
         }
 
 
 class LVLMDescriber:
-    """Generates a description per image with the LVLM (greedy); for FITB prompts it also parses
-    the slots. Records keep the raw answer, the parsed values and any missing slots."""
+    """Generates a description per image with the LVLM (greedy unless the generation options say
+    otherwise); for FITB prompts it also parses the slots. Records keep the raw answer, the parsed
+    values and any missing slots. `config` (the description cache key) holds the prompt and the
+    options that change the text; batch size and speed options are in `run_manifest()` only."""
 
-    def __init__(self, lvlm: LVLM, template: PromptTemplate, max_new_tokens: int = 96):
-        self.lvlm, self.template, self.max_new_tokens = lvlm, template, max_new_tokens
+    def __init__(
+        self,
+        lvlm: LVLM | VLLMGenerator,
+        template: PromptTemplate,
+        generation: GenerationOptions | None = None,
+        batch_size: int | None = None,
+    ):
+        self.lvlm, self.template = lvlm, template
+        self.generation = generation or lvlm.generation
+        self.batch = lvlm.resolve_batch_size(batch_size, _probe_prompt(template), "generate", self.generation)
         self.model_id = f"lvlm/{lvlm.model_id}"
         self.source = f"LVLM {lvlm.model_id} ({lvlm.describe()['architecture']}), prompt {template.name!r}"
 
     @property
-    def config(self) -> dict:
-        return {"prompt_hash": self.template.hash, "max_new_tokens": self.max_new_tokens}
+    def max_new_tokens(self) -> int:
+        return self.generation.max_new_tokens
 
-    def describe(self, images, titles=None):
+    @property
+    def config(self) -> dict:
+        return {"prompt_hash": self.template.hash, **self.generation.decoding()}
+
+    def run_manifest(self) -> dict[str, Any]:
+        """Generation options (all of them) and the batch size, for FeatureSet manifests."""
+        return {
+            "generation": self.generation.model_dump(),
+            **self.batch.manifest(),
+            "batching": "items sorted by tokenised prompt length within each group, original order restored",
+        }
+
+    def describe(self, images: list, titles: list[str] | None = None) -> list[dict]:
         titles = titles or [""] * len(images)
         prompts = [self.template.render(t) for t in titles]
-        texts = self.lvlm.generate(images, prompts, self.max_new_tokens)
+        texts = self.lvlm.generate(images, prompts, options=self.generation, batch_size=self.batch)
         out = []
         for text in texts:
             rec = {"description": text, "source": self.source, "prompt_name": self.template.name}
@@ -101,6 +138,26 @@ class LVLMDescriber:
                 rec.update(attributes=parsed.values, missing_slots=parsed.missing)
             out.append(rec)
         return out
+
+
+class LVLMDescribedText(DescribedTextExtractor):
+    """The described-text extractor with an LVLM describer: images go to the describer in groups of
+    GROUP_BATCHES batches (sorted by prompt length within a group; the description cache is written
+    after each group), and the manifest records the generation options and batch size."""
+
+    GROUP_BATCHES = 4
+
+    def __init__(self, describer: LVLMDescriber, encoder: SentenceEncoder, cache: str | Path):
+        super().__init__(
+            describer,
+            encoder,
+            cache=cache,
+            name="lvlm-describe",
+            batch_size=describer.batch.size * self.GROUP_BATCHES,
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        return {**super().manifest(), **self.describer.run_manifest()}
 
 
 class LVLMAttributeExtractor:
@@ -112,7 +169,7 @@ class LVLMAttributeExtractor:
 
     def __init__(
         self,
-        described: DescribedTextExtractor,
+        described: LVLMDescribedText,
         template: PromptTemplate,
         top: int = 50,
         cluster_threshold: float = 0.85,
@@ -165,6 +222,7 @@ class LVLMAttributeExtractor:
             "describer": self.described.describer.model_id,
             "describer_source": self.described.describer.source,
             "model": self.described.describer.lvlm.model_id,
+            **self.described.describer.run_manifest(),
             "prompt_name": self.template.name,
             "prompt": self.template.text,
             "prompt_hash": self.template.hash,
@@ -175,70 +233,175 @@ class LVLMAttributeExtractor:
         }
 
 
-def _lvlm(model, options) -> LVLM:
-    if options.get("backend", "transformers") == "vllm":
-        from vlmrec.features.lvlm import VLLMGenerator
+class LoadOptions(BaseModel):
+    """How the LVLM is loaded (shared by every LVLM extractor)."""
 
-        return VLLMGenerator(
-            model,
-            max_new_tokens=int(options.get("max_new_tokens", 96)),
-            trust_remote_code=bool(options.get("trust_remote_code", False)),
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    device: str | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    load_in_4bit: bool = False
+    trust_remote_code: bool = False
+
+
+EMBED_KEYS = ("layer", "pooling")
+DESCRIBE_KEYS = ("cache", "text_encoder", "text_model")
+ATTRIBUTE_KEYS = ("top",)
+
+
+def _split_options(
+    options: dict[str, Any], extractor: str, own: tuple[str, ...], generation: bool
+) -> tuple[LoadOptions, GenerationOptions, dict[str, Any]]:
+    """Split an options dict into load options, generation options and the extractor's own keys;
+    any other key is an error that lists the valid ones."""
+    load_keys, gen_keys = set(LoadOptions.model_fields), set(GenerationOptions.model_fields)
+    valid = load_keys | set(own) | (gen_keys if generation else set())
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        hint = (
+            " (generation options apply to lvlm-describe / lvlm-attributes)"
+            if set(unknown) & gen_keys
+            else ""
         )
+        raise ConfigError(
+            f"{extractor}: unknown option(s) {unknown}{hint}; valid: batch_size, prompt, {', '.join(sorted(valid))}"
+        )
+    try:
+        load = LoadOptions(**{k: v for k, v in options.items() if k in load_keys})
+    except ValidationError as e:
+        raise ConfigError(f"{extractor}: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+    gen = GenerationOptions.from_options({k: v for k, v in options.items() if k in gen_keys})
+    return load, gen, {k: v for k, v in options.items() if k in own}
+
+
+def _lvlm(model: str | None, load: LoadOptions, generation: GenerationOptions) -> LVLM | VLLMGenerator:
+    if load.backend == "vllm":
+        if load.device or load.dtype or load.load_in_4bit:
+            raise ConfigError(
+                "the vLLM backend chooses device and dtype itself: drop device, dtype, load_in_4bit"
+            )
+        return VLLMGenerator(model, generation=generation, trust_remote_code=load.trust_remote_code)
     return LVLM(
         model,
-        device=options.get("device"),
-        dtype=options.get("dtype"),
-        load_in_4bit=bool(options.get("load_in_4bit", False)),
-        trust_remote_code=bool(options.get("trust_remote_code", False)),
-        max_new_tokens=int(options.get("max_new_tokens", 96)),
+        device=load.device,
+        dtype=load.dtype,
+        load_in_4bit=load.load_in_4bit,
+        trust_remote_code=load.trust_remote_code,
+        generation=generation,
     )
 
 
-def build_lvlm_embed(model, out, prompt=None, batch_size=8, **options):
+def _batch(batch_size: int | None) -> int | None:
+    """0 or None: choose automatically; otherwise the caller's batch size, which always wins."""
+    if batch_size is None or batch_size == 0:
+        return None
+    if int(batch_size) < 0:
+        raise ConfigError(f"batch_size {batch_size}: must be >= 1 (or 0 / unset for automatic)")
+    return int(batch_size)
+
+
+def _no_fields(fields: Any, extractor: str) -> None:
+    if fields:
+        raise ConfigError(f"{extractor}: --fields does not apply (the LVLM reads the image and the prompt)")
+
+
+def _embed_only(rest: dict[str, Any], extractor: str) -> None:
+    """The CLI passes layer/pooling to every LVLM extractor; only their defaults are accepted here."""
+    if rest.pop("layer", -1) not in (-1, "-1") or rest.pop("pooling", "mean") != "mean":
+        raise ConfigError(f"{extractor}: layer and pooling apply to lvlm-embed only")
+
+
+def build_lvlm_embed(
+    model: str | None,
+    out: Path,
+    prompt: str | None = None,
+    batch_size: int | None = None,
+    fields: Any = None,
+    items: pd.DataFrame | None = None,
+    **options: Any,
+) -> LVLMEmbedExtractor:
+    """`lvlm-embed`: options are the load options plus layer and pooling."""
+    _no_fields(fields, "lvlm-embed")
+    load, gen, rest = _split_options(options, "lvlm-embed", EMBED_KEYS, generation=False)
+    if load.backend != "transformers":
+        raise ConfigError("lvlm-embed needs the transformers backend (vLLM exposes no hidden states)")
     return LVLMEmbedExtractor(
-        _lvlm(model, options),
+        _lvlm(model, load, gen),
         load_template(prompt or "free"),
-        options.get("layer", -1),
-        options.get("pooling", "mean"),
-        batch_size=batch_size or 8,
+        rest.get("layer", -1),
+        rest.get("pooling", "mean"),
+        batch_size=_batch(batch_size),
     )
 
 
-def _described(model, out, prompt, options, lvlm=None):
+def _described(
+    lvlm: LVLM | VLLMGenerator,
+    out: Path,
+    prompt: str | None,
+    generation: GenerationOptions,
+    batch_size: int | None,
+    rest: dict[str, Any],
+) -> tuple[LVLMDescribedText, PromptTemplate]:
     template = load_template(prompt or "free")
-    describer = LVLMDescriber(lvlm or _lvlm(model, options), template, int(options.get("max_new_tokens", 96)))
-    cache = options.get("cache") or (Path(out).parent / ".lvlm_descriptions.jsonl")
-    encoder = options.get("text_encoder") or SentenceEncoder(options.get("text_model", "minilm"))
-    return DescribedTextExtractor(
-        describer, encoder, cache=cache, name="lvlm-describe", batch_size=options.get("batch_size") or 8
-    ), template
+    describer = LVLMDescriber(lvlm, template, generation, _batch(batch_size))
+    cache = rest.get("cache") or (Path(out).parent / ".lvlm_descriptions.jsonl")
+    encoder = rest.get("text_encoder") or SentenceEncoder(rest.get("text_model") or "minilm")
+    return LVLMDescribedText(describer, encoder, cache), template
 
 
-def build_lvlm_describe(model, out, prompt=None, **options):
-    return _described(model, out, prompt, options)[0]
+def build_lvlm_describe(
+    model: str | None,
+    out: Path,
+    prompt: str | None = None,
+    batch_size: int | None = None,
+    fields: Any = None,
+    items: pd.DataFrame | None = None,
+    **options: Any,
+) -> LVLMDescribedText:
+    """`lvlm-describe`: options are the load and generation options plus cache, text_model."""
+    _no_fields(fields, "lvlm-describe")
+    load, gen, rest = _split_options(options, "lvlm-describe", DESCRIBE_KEYS + EMBED_KEYS, generation=True)
+    _embed_only(rest, "lvlm-describe")
+    return _described(_lvlm(model, load, gen), out, prompt, gen, batch_size, rest)[0]
 
 
-def build_lvlm_attributes(model, out, prompt=None, **options):
-    described, template = _described(model, out, prompt, options)
-    return LVLMAttributeExtractor(described, template, int(options.get("top", 50)))
+def build_lvlm_attributes(
+    model: str | None,
+    out: Path,
+    prompt: str | None = None,
+    batch_size: int | None = None,
+    fields: Any = None,
+    items: pd.DataFrame | None = None,
+    **options: Any,
+) -> LVLMAttributeExtractor:
+    """`lvlm-attributes`: as lvlm-describe, plus top (keywords kept per slot)."""
+    _no_fields(fields, "lvlm-attributes")
+    load, gen, rest = _split_options(
+        options, "lvlm-attributes", DESCRIBE_KEYS + EMBED_KEYS + ATTRIBUTE_KEYS, generation=True
+    )
+    _embed_only(rest, "lvlm-attributes")
+    described, template = _described(_lvlm(model, load, gen), out, prompt, gen, batch_size, rest)
+    return LVLMAttributeExtractor(described, template, int(rest.get("top", 50)))
 
 
 def describe_catalogue(
-    dataset: Dataset, model: str | None, prompt: str, out: str | Path, batch_size: int = 8, **options
+    dataset: Dataset,
+    model: str | None,
+    prompt: str,
+    out: str | Path,
+    batch_size: int | None = None,
+    **options: Any,
 ) -> dict[str, FeatureSet]:
     """`vlmrec describe`: generate (cached, resumable) descriptions, then write the described-text
-    FeatureSet (`out/text`) and, for FITB prompts, the one-hot attributes (`out/attributes`)."""
+    FeatureSet (`out/text`) and, for FITB prompts, the one-hot attributes (`out/attributes`).
+    `batch_size` None or 0 chooses from free GPU memory (CPU: a small default)."""
     from vlmrec.features.extraction import extract
 
     out = Path(out)
-    lvlm = _lvlm(model, options)
-    described, template = _described(
-        model,
-        out / "text",
-        prompt,
-        {**options, "batch_size": batch_size, "cache": options.get("cache") or out / "descriptions.jsonl"},
-        lvlm,
-    )
+    load, gen, rest = _split_options(options, "describe", DESCRIBE_KEYS, generation=True)
+    rest["cache"] = rest.get("cache") or out / "descriptions.jsonl"
+    described, template = _described(_lvlm(model, load, gen), out / "text", prompt, gen, batch_size, rest)
     result = {"text": extract(dataset, described, out / "text")}
     if template.kind == "fitb":
         result["attributes"] = LVLMAttributeExtractor(described, template).extract_all(
