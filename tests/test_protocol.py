@@ -1,10 +1,13 @@
 """The evaluation protocol (issue 11, "Protocol"): split coverage, deterministic ties, the test-time
 mask, selection over seeds, and stale-input detection. Each test fails on the old behaviour."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from vlmrec.data.dataset import build_dataset
 from vlmrec.data.splits import split_interactions
+from vlmrec.evaluation import Evaluator
 
 
 def _users_with(sizes: list[int]) -> pd.DataFrame:
@@ -64,3 +67,75 @@ def test_prepare_reports_how_many_users_each_split_covers(tmp_path, caplog):
     assert (stats["users_train"], stats["users_valid"], stats["users_test"]) == (6, 6, 6)
     assert ds.stats()["users_valid"] == 6
     assert "covers 6 users in train, 6 in validation, 6 in test" in caplog.text
+
+
+# ---- ties -------------------------------------------------------------------------------------
+class Scores:
+    def __init__(self, scores: np.ndarray):
+        self.scores = np.asarray(scores, np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.scores[users]
+
+
+def _catalogue(n_users: int = 40, n_items: int = 300, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = [
+        (f"u{u:02d}", f"i{i:03d}") for u in range(n_users) for i in rng.choice(n_items, 30, replace=False)
+    ]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    tr, va, te = split_interactions(df, "random", (0.6, 0.2, 0.2), seed=1)
+    return build_dataset("ties", tr, va, te)
+
+
+def test_all_equal_scores_rank_items_by_lowest_index():
+    ds = _catalogue()
+    ev = Evaluator(ds, "test", ks=[10, 20], mask=[])
+    users = np.arange(ds.n_users)
+    top = ev.topk(Scores(np.zeros((ds.n_users, ds.n_items))), users, 20)
+    assert (top == np.arange(20)).all()
+    # with masking, the unmasked items in index order
+    ev = Evaluator(ds, "test", ks=[10, 20])
+    top = ev.topk(Scores(np.zeros((ds.n_users, ds.n_items))), users, 20)
+    seen = (ds.matrix("train") + ds.matrix("valid")).toarray() > 0
+    for u in users:
+        assert list(top[u]) == list(np.flatnonzero(~seen[u])[:20])
+
+
+def test_ties_break_by_index_inside_and_across_the_cutoff():
+    ds = _catalogue()
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(ds.n_users, ds.n_items)).astype(np.float32)  # many ties
+    ev = Evaluator(ds, "test", ks=[10, 20], batch_size=7)
+    users = np.arange(ds.n_users)
+    top20 = ev.topk(Scores(scores), users, 20)
+    top10 = ev.topk(Scores(scores), users, 10)
+    assert (top20[:, :10] == top10).all()
+    seen = (ds.matrix("train") + ds.matrix("valid")).toarray() > 0
+    for u in users:
+        s = np.where(seen[u], -np.inf, scores[u])
+        expected = np.lexsort((np.arange(ds.n_items), -s))[:20]  # score desc, then index asc
+        assert list(top20[u]) == list(expected)
+
+
+def test_recall_at_10_does_not_depend_on_the_requested_cutoffs():
+    ds = _catalogue()
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 3, size=(ds.n_users, ds.n_items)).astype(np.float32)
+    small = Evaluator(ds, "test", ks=[10]).evaluate(Scores(scores))
+    both = Evaluator(ds, "test", ks=[10, 20, 50]).evaluate(Scores(scores))
+    for metric in ("recall", "ndcg", "precision", "hitrate", "mrr", "map"):
+        a, b = (r.per_user[(r.per_user["metric"] == metric) & (r.per_user["k"] == 10)] for r in (small, both))
+        pd.testing.assert_series_equal(a.set_index("user")["value"], b.set_index("user")["value"])
+
+
+def test_stable_topk_edge_cases():
+    import torch
+
+    from vlmrec.evaluation.evaluator import stable_topk
+
+    x = torch.tensor([[1.0, float("nan"), 3.0, 3.0, -float("inf"), 1.0]])
+    assert stable_topk(x.clone(), 3).tolist() == [[2, 3, 0]]
+    assert stable_topk(x.clone(), 6).tolist() == [[2, 3, 0, 5, 1, 4]]  # NaN ranks as -inf
+    assert stable_topk(x.clone(), 10).tolist() == [[2, 3, 0, 5, 1, 4]]
+    assert stable_topk(torch.zeros((0, 4)), 2).shape == (0, 2)

@@ -2,6 +2,10 @@
 
 The evaluator, not the model, masks items the user already interacted with (train, and valid
 when evaluating on test) and takes the top-K with `torch.topk` on batched score blocks.
+
+Ties are broken deterministically: higher score first, then the lower item index. So top-10 is
+always a prefix of top-20 and a metric at K does not depend on which other cutoffs were asked for
+(`torch.topk` alone promises no order among equal scores). NaN scores rank below every number.
 """
 
 from __future__ import annotations
@@ -76,10 +80,10 @@ class Evaluator:
         self.users = candidates if users is None else np.intersect1d(candidates, users)
 
     def topk(self, model: Scorer, users: np.ndarray, k: int) -> np.ndarray:
-        """Top-k item ids per user after masking seen items (users x k)."""
+        """Top-k item ids per user after masking seen items (users x k), ties by lowest index."""
         scores = torch.as_tensor(np.asarray(model.score(users), dtype=np.float32))
         mask_rows(scores, self.exclude, users)
-        return torch.topk(scores, k=min(k, scores.shape[1]), dim=1).indices.numpy()
+        return stable_topk(scores, k).numpy()
 
     def evaluate(self, model: Scorer) -> EvalResult:
         max_k = max(self.ks)
@@ -99,6 +103,48 @@ class Evaluator:
             else pd.DataFrame(columns=["user", "metric", "k", "value"])
         )
         return EvalResult(per_user)
+
+
+def stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k highest scores per row, ordered by score (descending) then item index.
+
+    `torch.topk` on k + 1 finds the top-k set; a row whose k-th and (k+1)-th scores differ has
+    an unambiguous set, which is then ordered by (score desc, index asc) with a stable sort on
+    k items. Only rows with a tie straddling the cutoff take the exact path: the items above the
+    k-th score, then the lowest-index items equal to it. NaN scores are treated as -inf.
+    `scores` (a CPU tensor) may be modified in place.
+    """
+    n_rows, n_items = scores.shape
+    k = min(k, n_items)
+    if k == 0 or n_rows == 0:
+        return torch.empty((n_rows, k), dtype=torch.int64)
+    if k < n_items:
+        vals, idx = torch.topk(scores, k + 1, dim=1)
+        # topk ranks NaN above everything, so a row with a NaN shows one in its top values
+        nan_rows = torch.nonzero(torch.isnan(vals).any(dim=1)).flatten()
+        if len(nan_rows):
+            block = scores[nan_rows]
+            block.masked_fill_(torch.isnan(block), -torch.inf)
+            scores[nan_rows] = block
+            vals[nan_rows], idx[nan_rows] = torch.topk(block, k + 1, dim=1)
+        ambiguous = torch.nonzero(vals[:, k - 1] == vals[:, k]).flatten().tolist()
+        idx = idx[:, :k].clone()
+        if ambiguous:
+            # a tie straddles the cutoff: keep the items above the k-th score, then fill up
+            # with the lowest-index items equal to it (numpy row by row: no B x N temporaries)
+            top_vals, top_idx, full = vals.numpy(), idx.numpy(), scores.numpy()
+            for r in ambiguous:
+                cut = top_vals[r, k - 1]
+                above = top_idx[r][top_vals[r, :k] > cut]
+                tied = np.flatnonzero(full[r] == cut)[: k - len(above)]
+                top_idx[r, : len(above)] = above
+                top_idx[r, len(above) :] = tied
+    else:
+        scores.masked_fill_(torch.isnan(scores), -torch.inf)
+        idx = torch.arange(n_items).expand(n_rows, n_items)
+    idx = torch.sort(idx, dim=1).values  # index ascending, so the stable sort keeps ties in index order
+    order = torch.sort(torch.gather(scores, 1, idx), dim=1, descending=True, stable=True).indices
+    return torch.gather(idx, 1, order)
 
 
 def mask_rows(scores: torch.Tensor, seen: sp.csr_matrix, users: np.ndarray) -> None:
