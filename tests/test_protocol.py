@@ -139,3 +139,67 @@ def test_stable_topk_edge_cases():
     assert stable_topk(x.clone(), 6).tolist() == [[2, 3, 0, 5, 1, 4]]  # NaN ranks as -inf
     assert stable_topk(x.clone(), 10).tolist() == [[2, 3, 0, 5, 1, 4]]
     assert stable_topk(torch.zeros((0, 4)), 2).shape == (0, 2)
+
+
+# ---- the test-time mask -----------------------------------------------------------------------
+def _mask_config(tmp_path, ds, mask=None, models=None):
+    from vlmrec.experiments.config import parse_config
+
+    if not (tmp_path / "ds" / "manifest.json").exists():
+        ds.save(tmp_path / "ds")
+    evaluation = {"ks": [10, 20], "metrics": ["recall", "ndcg"]}
+    if mask is not None:
+        evaluation["mask"] = mask
+    raw = {
+        "name": "mask",
+        "output_dir": str(tmp_path / "run"),
+        "seeds": [0],
+        "threads": 1,
+        "dataset": {"prepared": str(tmp_path / "ds")},
+        "models": models or [{"name": "mostpop"}],
+        "evaluation": evaluation,
+    }
+    return parse_config(raw)
+
+
+def test_mask_is_a_validated_config_key():
+    from vlmrec.errors import ConfigError
+    from vlmrec.experiments.config import parse_config
+
+    base = {"name": "t", "dataset": {"prepared": "x"}, "models": [{"name": "mostpop"}]}
+    assert parse_config(base).evaluation.mask == ["train", "valid"]
+    assert parse_config({**base, "evaluation": {"mask": ["train"]}}).evaluation.mask == ["train"]
+    with pytest.raises(ConfigError, match=r"evaluation.mask"):
+        parse_config({**base, "evaluation": {"mask": ["train", "test"]}})
+    with pytest.raises(ConfigError, match=r"evaluation.mask.*train"):
+        parse_config({**base, "evaluation": {"mask": ["valid"]}})
+
+
+def test_mask_reaches_the_evaluator_the_cache_key_run_json_and_the_report(tmp_path, multi_community_dataset):
+    import json
+
+    from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+    from vlmrec.experiments.report import write_report
+    from vlmrec.experiments.runner import Runner
+    from vlmrec.models.base import create_model
+
+    ds = multi_community_dataset
+    both = Runner(_mask_config(tmp_path, ds)).run()
+    train_only = Runner(_mask_config(tmp_path, ds, ["train"])).run()
+    assert train_only.cells_run == 1 and train_only.cells_skipped == 0  # a new cell, not the cached one
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["evaluation"]["mask"] == ["train"]
+    # the test metric is the one the evaluator gives with that mask
+    model = create_model("mostpop")
+    model.fit(ds, None, seed=0)
+    for out, mask in ((both, ("train", "valid")), (train_only, ("train",))):
+        expect = Evaluator(ds, "test", ks=[20], mask=mask).evaluate(model).mean("recall", 20)
+        got = out.results.query("metric == 'recall' and k == 20")["value"].iloc[0]
+        assert got == pytest.approx(expect)
+        assert set(out.results["mask"]) == {"+".join(mask)}
+    assert both.results["value"].to_list() != train_only.results["value"].to_list()
+    text = format_markdown(leaderboard(train_only.results, train_only.per_user))
+    assert "test-time mask: train items" in text.lower()
+    write_report(tmp_path / "run")
+    assert "test-time mask: train items" in (tmp_path / "run" / "report.md").read_text().lower()
+    assert "test-time mask: train items" in (tmp_path / "run" / "report.html").read_text().lower()

@@ -19,7 +19,8 @@ from vlmrec.models.base import Recommender, create_model
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["dataset", "split", "features", "model", "seed", "metric", "k", "value"]
+RESULT_COLUMNS = ["dataset", "split", "mask", "features", "model", "seed", "metric", "k", "value"]
+DEFAULT_MASK = ("train", "valid")
 
 
 @dataclass
@@ -45,8 +46,13 @@ def run_cell(
     metrics: Sequence[str] = METRICS,
     select_metric: tuple[str, int] = ("recall", 20),
     features_name: str | None = None,
+    mask: Sequence[str] = DEFAULT_MASK,
 ) -> CellResult:
-    """Fit on train (early stopping on validation `select_metric`), evaluate on test."""
+    """Fit on train (early stopping on validation `select_metric`), evaluate on test.
+
+    `mask`: the splits whose items are removed from the test ranking (validation always masks
+    train only); recorded in the `mask` column of the results as e.g. "train+valid".
+    """
     t0 = time.perf_counter()
     model = create_model(model_name, **(params or {}))
     valid_eval = Evaluator(dataset, "valid", ks=[select_metric[1]], metrics=[select_metric[0]])
@@ -62,10 +68,12 @@ def run_cell(
         validator=validator if has_valid else None,
     )
     valid_score = validator(model) if has_valid else float("nan")
-    test = Evaluator(dataset, "test", ks=ks, metrics=metrics).evaluate(model)
+    test = Evaluator(dataset, "test", ks=ks, metrics=metrics, mask=tuple(mask)).evaluate(model)
     label = features_name or (features_label(features) if model.uses_features else "none")
     summary = test.summary()
-    results = summary.assign(dataset=dataset.name, split="test", features=label, model=model_name, seed=seed)
+    results = summary.assign(
+        dataset=dataset.name, split="test", mask="+".join(mask), features=label, model=model_name, seed=seed
+    )
     results = results[RESULT_COLUMNS]
     per_user = test.per_user.assign(dataset=dataset.name, features=label, model=model_name, seed=seed)
     seconds = time.perf_counter() - t0

@@ -92,12 +92,31 @@ class ModelConfig(Strict):
         return self.label or self.name
 
 
+MaskSplit = Literal["train", "valid"]
+
+
 class EvaluationConfig(Strict):
+    """How every cell is evaluated.
+
+    `mask`: the splits whose items are removed from each user's test ranking. `[train, valid]`
+    (default) masks everything the user interacted with before the test split; `[train]` leaves
+    validation items rankable, the convention of MMRec and the multimodal papers' tables.
+    Validation always masks train items only.
+    """
+
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
     select: str = "recall@20"
+    mask: list[MaskSplit] = Field(default_factory=lambda: ["train", "valid"])
     test: Literal["wilcoxon", "ttest"] = "wilcoxon"
     alpha: float = 0.05
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, v):
+        if "train" not in v:
+            raise ValueError(f"{v}: the test-time mask must include 'train' ([train] or [train, valid])")
+        return [s for s in ("train", "valid") if s in v]  # canonical order, no duplicates
 
     @field_validator("metrics")
     @classmethod

@@ -15,6 +15,22 @@ import pandas as pd
 from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
 
 ROW = ["dataset", "model", "features", "control"]
+MASK_TEXT = {
+    "train": "train items (validation items stay rankable, the MMRec convention)",
+    "train+valid": "train and validation items",
+}
+
+
+def describe_mask(mask: str) -> str:
+    """A sentence naming the test-time mask ("train" or "train+valid") of a results table."""
+    return f"Test-time mask: {MASK_TEXT.get(mask, mask)}."
+
+
+def results_mask(results: pd.DataFrame, default: str = "train+valid") -> str:
+    """The test-time mask recorded in a results table (older tables: `default`, which they used)."""
+    if "mask" not in results.columns or results["mask"].isna().all():
+        return default
+    return " / ".join(sorted(results["mask"].dropna().astype(str).unique()))
 
 
 def leaderboard(
@@ -92,6 +108,7 @@ def leaderboard(
                 board.loc[idx, f"{col}_p_holm"] = pa
                 board.loc[idx, f"{col}_sig"] = bool(pa < alpha)
     board["metric"] = f"{metric}@{k}"
+    board["mask"] = results_mask(results)
     return board.sort_values(["dataset", "mean"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -118,6 +135,9 @@ def format_markdown(board: pd.DataFrame) -> str:
             + f"{_mark(r, 'vs_id')} | {_mark(r, 'vs_shuffled')} | {gap} |"
         )
     lines.append("")
+    if "mask" in board.columns:
+        lines.append(describe_mask(str(board["mask"].iloc[0])))
+        lines.append("")
     lines.append(
         "CI: bootstrap over test users. p-values: paired test over users, Holm-corrected within the "
         "dataset; * = significant at the configured alpha (better/worse than the reference). "

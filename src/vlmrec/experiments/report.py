@@ -14,7 +14,7 @@ import pandas as pd
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
-from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+from vlmrec.experiments.leaderboard import describe_mask, format_markdown, leaderboard, results_mask
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         ds_dir = Path(cfg["dataset"]["prepared"])
     ds = Dataset.load(ds_dir)
     ks = sorted(results["k"].unique())
+    mask = results_mask(results, "+".join(run.get("evaluation", {}).get("mask", ["train", "valid"])))
     extra = [("ndcg", k)] if "ndcg" in set(results["metric"]) else []
     board = leaderboard(results, per_user, metric, k, extra=extra)
     board.to_csv(run_dir / "leaderboard.csv", index=False)
@@ -164,6 +165,8 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         + ", ".join(f"{k_}: {v}" for k_, v in stats.items()),
         "",
         f"Code version `{run.get('code_version', '?')}`, seeds {run.get('seeds')}, cutoffs {[int(x) for x in ks]}.",
+        "",
+        f"Full-catalogue ranking, the same split for every row. {describe_mask(mask)}",
         "",
         "## Leaderboard",
         "",
@@ -200,7 +203,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         f"<h2>Dataset</h2><p><b>{html.escape(ds.name)}</b> (fingerprint <code>{ds.fingerprint}</code>)</p>",
         table_html(pd.DataFrame([stats])),
         f"<p>Code version <code>{html.escape(str(run.get('code_version', '?')))}</code>; seeds {run.get('seeds')}; "
-        "full-catalogue ranking, train and validation items masked, same split for every row.</p>",
+        f"full-catalogue ranking, the same split for every row. {html.escape(describe_mask(mask))}</p>",
         f"<h2>Leaderboard ({metric}@{k})</h2>",
         table_html(board_view),
         "<p>Paired tests over users (per-user values averaged over seeds), Holm-corrected within the dataset: "

@@ -148,6 +148,7 @@ class Runner:
             "ks": ev.ks,
             "metrics": ev.metrics,
             "select": ev.select,
+            "mask": ev.mask,
         }
         key = _key(spec)
         cell_dir = self.out / "cells" / key
@@ -165,6 +166,7 @@ class Runner:
             metrics=ev.metrics,
             select_metric=ev.select_metric,
             features_name=features_label,
+            mask=ev.mask,
         )
         extra = {
             "model": model.display,
@@ -233,6 +235,7 @@ class Runner:
             "dataset_info": ds.info,
             "code_version": code_version(),
             "seeds": self.cfg.seeds,
+            "evaluation": self.cfg.evaluation.model_dump(mode="json"),
             "cells_run": self.cells_run,
             "cells_skipped": self.cells_skipped,
             "features": {
