@@ -203,3 +203,116 @@ def test_mask_reaches_the_evaluator_the_cache_key_run_json_and_the_report(tmp_pa
     write_report(tmp_path / "run")
     assert "test-time mask: train items" in (tmp_path / "run" / "report.md").read_text().lower()
     assert "test-time mask: train items" in (tmp_path / "run" / "report.html").read_text().lower()
+
+
+# ---- selection --------------------------------------------------------------------------------
+# designed validation scores: per seed the best point differs, averaged over seeds one wins
+FAKE_VALID = {
+    ("itemknn", "k", 5): {0: 0.50, 1: 0.10},  # mean 0.300
+    ("itemknn", "k", 10): {0: 0.40, 1: 0.45},  # mean 0.425 <- chosen for both seeds
+    ("profilematch", "aggregation", "mean"): {0: 0.90, 1: 0.20},  # mean 0.55 <- chosen
+    ("profilematch", "aggregation", "last"): {0: 0.10, 1: 0.30},  # mean 0.20 (best on seed 1)
+}
+
+
+def _fake_valid_run_cell(monkeypatch):
+    import dataclasses
+
+    import vlmrec.experiments.runner as runner_mod
+    from vlmrec.experiments.cell import run_cell
+
+    def fake(ds, name, params, features=None, seed=0, **kw):
+        res = run_cell(ds, name, params, features, seed=seed, **kw)
+        for (model, key, value), by_seed in FAKE_VALID.items():
+            if model == name and params.get(key) == value:
+                return dataclasses.replace(res, valid_score=by_seed[seed])
+        return res
+
+    monkeypatch.setattr(runner_mod, "run_cell", fake)
+
+
+def test_hyperparameters_are_chosen_once_per_row_on_the_mean_validation_score(
+    tmp_path, multi_community_dataset, monkeypatch
+):
+    import json
+
+    from vlmrec.experiments.config import parse_config
+    from vlmrec.experiments.report import write_report
+    from vlmrec.experiments.runner import Runner
+    from vlmrec.features.featureset import FeatureSet
+
+    _fake_valid_run_cell(monkeypatch)
+    ds = multi_community_dataset
+    ds.save(tmp_path / "ds")
+    x = np.random.default_rng(0).normal(size=(ds.n_items, 6))
+    FeatureSet.create(x, ds, extractor="synthetic", model="synthetic").save(tmp_path / "feat")
+    cfg = parse_config(
+        {
+            "name": "select",
+            "output_dir": str(tmp_path / "run"),
+            "seeds": [0, 1],
+            "threads": 1,
+            "dataset": {"prepared": str(tmp_path / "ds")},
+            "features": [{"name": "f", "path": str(tmp_path / "feat")}],
+            "controls": ["shuffled"],
+            "models": [
+                {"name": "mostpop"},
+                {"name": "itemknn", "grid": {"k": [5, 10]}},
+                {"name": "profilematch", "grid": {"aggregation": ["mean", "last"]}, "features": ["f"]},
+            ],
+            "evaluation": {"ks": [20], "metrics": ["recall"]},
+        }
+    )
+    out = Runner(cfg).run()
+    res = out.results
+    chosen = res.groupby(["model", "features"])["params"].unique()
+    assert list(chosen[("itemknn", "none")]) == [json.dumps({"k": 10})]
+    assert list(chosen[("profilematch", "f")]) == [json.dumps({"aggregation": "mean"})]
+    assert list(chosen[("profilematch", "f~shuffled")]) == [json.dumps({"aggregation": "mean"})]
+    for model in ("itemknn", "profilematch"):
+        assert sorted(res[(res["model"] == model) & (res["control"] == "none")]["seed"]) == [0, 1]
+    # run.json records each row's grid size and choice; the report states the grid size
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    sel = {(s["model"], s["features"]): s for s in run["selection"]}
+    assert sel[("itemknn", "none")]["grid_size"] == 2 and sel[("itemknn", "none")]["params"] == {"k": 10}
+    assert sel[("itemknn", "none")]["valid_mean"] == pytest.approx(0.425)
+    assert sel[("mostpop", "none")]["grid_size"] == 1
+    assert set(res.loc[res["model"] == "itemknn", "grid_size"]) == {2}
+    write_report(tmp_path / "run")
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "## Model selection" in md and "grid size" in md
+    rows = [line.replace("|", " ").split() for line in md[md.index("## Model selection") :].splitlines()]
+    assert ["itemknn", "none", "2"] in [r[:3] for r in rows]  # model, features, grid size
+
+
+def test_the_best_id_reference_is_chosen_on_validation_not_test():
+    from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+
+    users = np.arange(200)
+    rng = np.random.default_rng(0)
+    spec = {  # (model, features, control): (test rate, validation score)
+        ("strong-on-test", "none", "none"): (0.4, 0.10),
+        ("strong-on-valid", "none", "none"): (0.2, 0.30),
+        ("content", "t", "none"): (0.3, 0.25),
+    }
+    rows, per = [], []
+    for (model, feats, control), (p, valid) in spec.items():
+        for seed in (0, 1):
+            v = (rng.random(len(users)) < p).astype(float)
+            ident = {"dataset": "d", "model": model, "features": feats, "control": control, "seed": seed}
+            per.append(pd.DataFrame({**ident, "user": users, "metric": "recall", "k": 20, "value": v}))
+            rows.append(
+                {
+                    **ident,
+                    "split": "test",
+                    "metric": "recall",
+                    "k": 20,
+                    "value": v.mean(),
+                    "valid_score": valid,
+                }
+            )
+    board = leaderboard(pd.DataFrame(rows), pd.concat(per, ignore_index=True), "recall", 20)
+    assert (board["best_id_baseline"] == "strong-on-valid").all()
+    r = board.set_index("model").loc["content"]
+    assert r["vs_id_diff"] > 0  # content vs the validation-chosen reference
+    assert "strong-on-valid, chosen on the validation score" in format_markdown(board)

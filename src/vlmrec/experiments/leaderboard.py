@@ -1,7 +1,8 @@
 """The leaderboard: mean +- CI over seeds per (model, features), and how sure each gain is.
 
 Each content row is tested, paired by user (per-user values averaged over seeds), against
-(a) the best ID-only baseline and (b) its own shuffled-feature twin; all p-values of a dataset
+(a) the best ID-only baseline, chosen on the VALIDATION score (the run's selection metric,
+averaged over seeds; never on test), and (b) its own shuffled-feature twin; all p-values of a dataset
 are Holm-corrected together. CI: a seeded bootstrap over test users of the per-user values
 averaged over seeds (the uncertainty of the test sample, which deterministic models have too);
 `seed_std` shows the spread across training seeds beside it.
@@ -56,7 +57,10 @@ def leaderboard(
             ci_high=hi,
             seeds=len(values),
             seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            valid_mean=float(g["valid_score"].mean()) if "valid_score" in g else np.nan,
         )
+        if "grid_size" in g:
+            row["grid_size"] = int(g["grid_size"].iloc[0])
         for m2, k2 in extra or []:
             v2 = results[(results["metric"] == m2) & (results["k"] == k2)]
             v2 = (
@@ -74,8 +78,9 @@ def leaderboard(
     )
     tests = []  # (row index, column, p)
     for _, b in board.groupby("dataset"):
-        ids = b[b["kind"] == "id-only"]
-        best_id = ids.loc[ids["mean"].idxmax()] if len(ids) else None
+        # the reference is chosen on validation, never on test; no validation score, no reference
+        ids = b[(b["kind"] == "id-only") & b["valid_mean"].notna()]
+        best_id = ids.loc[ids["valid_mean"].idxmax()] if len(ids) else None
         board.loc[b.index, "best_id_baseline"] = best_id["model"] if best_id is not None else None
         for idx, r in b[b["kind"] == "content"].iterrows():
             mine = user_means.loc[tuple(r[c] for c in ROW)]
@@ -119,8 +124,11 @@ def format_markdown(board: pd.DataFrame) -> str:
         return "(no results)"
     metric = board["metric"].iloc[0]
     extra_cols = [c for c in board.columns if "@" in c and c != "metric"]
+    grid = "grid_size" in board.columns
     head = (
-        f"| model | features | {metric} (95% CI) | "
+        "| model | features | "
+        + ("grid | " if grid else "")
+        + f"{metric} (95% CI) | "
         + " | ".join(extra_cols)
         + (" | " if extra_cols else "")
         + "vs best ID | vs shuffled | content gap |"
@@ -129,8 +137,11 @@ def format_markdown(board: pd.DataFrame) -> str:
     for _, r in board.iterrows():
         gap = f"{r['content_gap']:+.4f}" if "content_gap" in r and pd.notna(r.get("content_gap")) else ""
         extras = " | ".join(f"{r[c]:.4f}" for c in extra_cols)
+        size = (
+            f"{int(r['grid_size'])} | " if grid and pd.notna(r.get("grid_size")) else ("| " if grid else "")
+        )
         lines.append(
-            f"| {r['model']} | {r['features']} | {r['mean']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f}) | "
+            f"| {r['model']} | {r['features']} | {size}{r['mean']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f}) | "
             + (extras + " | " if extra_cols else "")
             + f"{_mark(r, 'vs_id')} | {_mark(r, 'vs_shuffled')} | {gap} |"
         )
@@ -138,10 +149,23 @@ def format_markdown(board: pd.DataFrame) -> str:
     if "mask" in board.columns:
         lines.append(describe_mask(str(board["mask"].iloc[0])))
         lines.append("")
+    refs = board["best_id_baseline"].dropna().unique() if "best_id_baseline" in board else []
+    lines.append(
+        f"Best ID baseline (the 'vs best ID' reference): {', '.join(map(str, refs))}, chosen on the validation "
+        "score averaged over seeds (not on test)."
+        if len(refs)
+        else "No ID-only row with a validation score: no 'vs best ID' reference."
+    )
+    lines.append("")
     lines.append(
         "CI: bootstrap over test users. p-values: paired test over users, Holm-corrected within the "
         "dataset; * = significant at the configured alpha (better/worse than the reference). "
         "Content gap = real features minus the model's own shuffled-feature twin."
+        + (
+            " Grid = hyperparameter points tried for the row (chosen once on validation, mean over seeds)."
+            if grid
+            else ""
+        )
     )
     return "\n".join(lines)
 

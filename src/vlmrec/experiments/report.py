@@ -81,6 +81,26 @@ def user_groups(ds: Dataset, per_user: pd.DataFrame, metric: str, k: int) -> pd.
     return table.reset_index()
 
 
+def selection_table(run: dict) -> pd.DataFrame:
+    """One row per leaderboard row: grid size, the grid, the chosen params and their validation score.
+
+    Read from run.json's `selection` (written by the runner); empty for older runs without it.
+    """
+    rows = [
+        {
+            "model": sel["model"],
+            "features": sel["features"],
+            "grid size": sel["grid_size"],
+            "grid": ", ".join(f"{k}: {v}" for k, v in sorted(sel.get("grid", {}).items()))
+            or "(fixed params)",
+            "chosen params": json.dumps(sel["params"], sort_keys=True),
+            f"valid {sel.get('select', '')} (mean over seeds)": sel["valid_mean"],
+        }
+        for sel in run.get("selection", [])
+    ]
+    return pd.DataFrame(rows)
+
+
 def _gallery(ds: Dataset, run_dir: Path, n: int = 6) -> list[dict]:
     descriptions: dict[str, dict] = {}
     for path in sorted((run_dir / "features").glob("*/descriptions.jsonl")):
@@ -152,6 +172,12 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     gap = _gap_chart(board)
     groups = user_groups(ds, per_user, metric, k)
     gallery = _gallery(ds, run_dir)
+    selection = selection_table(run)
+    selection_note = (
+        "Hyperparameters are chosen once per row: every grid point runs with every seed, and the "
+        "point with the best validation score averaged over seeds is used for all seeds and for the "
+        "control twins. The test split plays no part."
+    )
 
     md = [f"# vlmrec report: {run.get('name', run_dir.name)}", ""]
     if generated:
@@ -171,6 +197,12 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         "## Leaderboard",
         "",
         md_board,
+        "",
+        "## Model selection",
+        "",
+        selection_note,
+        "",
+        _md_table(selection) if len(selection) else "(no selection record in run.json)",
         "",
         "## Cold vs warm users",
         "",
@@ -210,6 +242,11 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         "<code>vs_id</code> against the best ID-only baseline, <code>vs_shuffled</code> against the model's own "
         "shuffled-feature twin. <code>content_gap</code> = real minus shuffled.</p>",
     ]
+    parts += [
+        "<h2>Model selection</h2>",
+        f"<p>{html.escape(selection_note)}</p>",
+        table_html(selection) if len(selection) else "<p>(no selection record in run.json)</p>",
+    ]
     for name, b64 in charts.items():
         parts.append(f"<h2>{name}</h2><img alt='{name} chart' src='data:image/png;base64,{b64}'>")
     if gap:
@@ -229,6 +266,12 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     out = run_dir / "report.html"
     out.write_text("\n".join(parts))
     return out
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    if _has_tabulate():
+        return df.to_markdown(index=False, floatfmt=".4f")
+    return df.to_string(index=False)
 
 
 def _has_tabulate() -> bool:

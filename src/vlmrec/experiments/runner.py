@@ -1,7 +1,9 @@
 """The comparison runner: dataset x feature sets x models x hyperparameters x seeds.
 
 Every cell shares the dataset's split, the full-catalogue evaluator and the seeds. Hyperparameters
-are chosen on validation (never on test). Each finished cell is written under `cells/<key>/`
+are chosen on validation (never on test), once per row (model x feature combination): every grid
+point runs with every seed, and the point with the best validation metric averaged over seeds is
+used for all seeds (and for the control twins). run.json records each row's grid and choice. Each finished cell is written under `cells/<key>/`
 (key = hash of everything that determines it), so a killed run resumes by skipping them.
 Content-using models get a twin per requested control (shuffled / random / zero features) with
 the hyperparameters selected for the real features, so the only difference is the content.
@@ -197,9 +199,35 @@ class Runner:
         self.cells_run += 1
         return record
 
-    def _select(self, ds, model, combo_sets, label, control, seed) -> dict:
-        records = [self._cell(ds, model, p, combo_sets, label, control, seed) for p in model.grid_points()]
-        return max(records, key=lambda r: r["valid_score"] if r["valid_score"] == r["valid_score"] else -1)
+    def _select(
+        self, ds: Dataset, model: ModelConfig, combo_sets: dict[str, FeatureSet] | None, label: str
+    ) -> tuple[list[dict], dict]:
+        """Run every grid point with every seed and choose ONE point for the row: the best
+        validation score averaged over seeds (ties: the earlier grid point). Returns the chosen
+        point's cells (one per seed) and a record of the selection."""
+        points = model.grid_points()
+        by_point = [
+            [self._cell(ds, model, p, combo_sets, label, "none", seed) for seed in self.cfg.seeds]
+            for p in points
+        ]
+        means = [_nanmean([r["valid_score"] for r in recs]) for recs in by_point]
+        best = max(range(len(points)), key=lambda i: (means[i] if means[i] == means[i] else -np.inf, -i))
+        selection = {
+            "model": model.display,
+            "name": model.name,
+            "features": label,
+            "grid_size": len(points),
+            "grid": model.grid,
+            "seeds": list(self.cfg.seeds),
+            "select": self.cfg.evaluation.select,
+            "params": points[best],
+            "valid_mean": means[best],
+            "points": [
+                {"params": p, "valid_mean": m, "valid_by_seed": [r["valid_score"] for r in recs]}
+                for p, m, recs in zip(points, means, by_point)
+            ],
+        }
+        return by_point[best], selection
 
     def run(self) -> RunOutput:
         set_threads(self.cfg.threads)
@@ -207,24 +235,29 @@ class Runner:
         (self.out / "config.json").write_text(self.cfg.model_dump_json(indent=1))
         ds = self.dataset()
         fsets = self.features(ds)
-        selected: list[str] = []
+        selected: dict[str, int] = {}  # cell key -> grid size of its row
+        selections: list[dict] = []
         for model in self.cfg.models:
             uses = MODELS[model.name].uses_features
             combos = model.features if uses else [[]]
             for combo in combos:
                 label = "+".join(combo) if combo else "none"
+                real = {n: fsets[n] for n in combo} if combo else None
+                chosen, selection = self._select(ds, model, real, label)
+                selections.append(selection)
+                grid_size = selection["grid_size"]
+                selected.update((rec["key"], grid_size) for rec in chosen)
+                if not uses:
+                    continue
+                # the control twins reuse the params chosen for the real features, every seed
                 for seed in self.cfg.seeds:
-                    real = {n: fsets[n] for n in combo} if combo else None
-                    best = self._select(ds, model, real, label, "none", seed)
-                    selected.append(best["key"])
-                    if not uses:
-                        continue
                     for kind in self.cfg.controls:
                         ctrl = {f"{n}~{kind}": make_control(fsets[n], kind, seed=seed) for n in combo}
                         ctrl_label = "+".join(ctrl)
-                        rec = self._cell(ds, model, best["params"], ctrl, ctrl_label, kind, seed)
-                        selected.append(rec["key"])
-        results, per_user = self.collect(selected)
+                        rec = self._cell(ds, model, selection["params"], ctrl, ctrl_label, kind, seed)
+                        selected[rec["key"]] = grid_size
+        results, per_user = self.collect(list(selected))
+        results["grid_size"] = results["cell"].map(selected).astype("int64")
         write_results(self.out, results, per_user)
         run_info = {
             "name": self.cfg.name,
@@ -238,6 +271,7 @@ class Runner:
             "evaluation": self.cfg.evaluation.model_dump(mode="json"),
             "cells_run": self.cells_run,
             "cells_skipped": self.cells_skipped,
+            "selection": selections,
             "features": {
                 k: {
                     kk: v.manifest.get(kk)
@@ -258,6 +292,12 @@ class Runner:
             [pd.read_parquet(cells / k / "per_user.parquet") for k in dict.fromkeys(keys)], ignore_index=True
         )
         return res, per
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the non-NaN values (NaN when there are none: no validation users)."""
+    finite = [v for v in values if v == v]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def run_experiment(config: ExperimentConfig, on_event=None) -> RunOutput:
