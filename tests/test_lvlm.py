@@ -525,6 +525,7 @@ def test_choose_batch_size_and_item_estimate():
     assert choose_batch_size(free_bytes=100, item_bytes=1) == 64  # 80 fit: power of two below
     assert choose_batch_size(free_bytes=10**12, item_bytes=1) == 256  # clamped
     assert choose_batch_size(free_bytes=1, item_bytes=10**9) == 1
+    assert choose_batch_size(free_bytes=125, item_bytes=1, headroom=1.0) == 96  # 1.5 x 64 is on the ladder
     from transformers import LlavaConfig
 
     llava7b = LlavaConfig(

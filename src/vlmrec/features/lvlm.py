@@ -255,6 +255,13 @@ def estimate_item_bytes(
     return act * beams + kv + scores + vision
 
 
+def batch_candidates(lo: int = MIN_BATCH, hi: int = MAX_BATCH) -> list[int]:
+    """Batch sizes an automatic choice may take: powers of two and 1.5 times them (1, 2, 3, 4, 6, 8,
+    12, ..., 192, 256), within [lo, hi]."""
+    sizes = {2**k for k in range(0, 16)} | {3 * 2**k for k in range(0, 15)}
+    return sorted(n for n in sizes if lo <= n <= hi)
+
+
 def choose_batch_size(
     free_bytes: int,
     item_bytes: int,
@@ -262,11 +269,12 @@ def choose_batch_size(
     lo: int = MIN_BATCH,
     hi: int = MAX_BATCH,
 ) -> int:
-    """The largest power of two in [lo, hi] whose items fit in `headroom` of the free memory (a power
-    of two keeps the choice, and so a resumed run's configuration, stable as free memory wobbles)."""
+    """The largest of `batch_candidates(lo, hi)` whose items fit in `headroom` of the free memory
+    (`lo` when none does). A coarse ladder keeps the choice, and so a resumed run's configuration,
+    stable as free memory wobbles, while wasting at most a third of the memory that fits."""
     fits = int(free_bytes * headroom // max(int(item_bytes), 1))
-    n = min(max(fits, lo), hi)
-    return max(lo, 2 ** int(math.floor(math.log2(n))))
+    candidates = batch_candidates(lo, hi)
+    return max([n for n in candidates if n <= fits], default=candidates[0])
 
 
 def length_order(lengths: Sequence[int]) -> list[int]:
@@ -518,8 +526,8 @@ class LVLM:
         generation: GenerationOptions | None = None,
         announce: bool = True,
     ) -> BatchChoice:
-        """The caller's batch size if given; else, on CUDA, the largest power of two whose estimated
-        memory fits MEMORY_HEADROOM of the free memory (clamped to [MIN_BATCH, MAX_BATCH]); else CPU_BATCH.
+        """The caller's batch size if given; else, on CUDA, `choose_batch_size` from the free memory and
+        the estimated memory per item (at most MAX_BATCH); else CPU_BATCH.
         `prompt` should be a long prompt of the job (the estimate scales with its length)."""
         if requested is not None:
             if int(requested) < 1:
