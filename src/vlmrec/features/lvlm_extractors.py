@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def _titles(items: pd.DataFrame, field: str = "title") -> list[str]:
+    """The items' titles ('' where missing or where the table has no such column)."""
     return items[field].fillna("").astype(str).tolist() if field in items.columns else [""] * len(items)
 
 
@@ -33,6 +34,7 @@ PROBE_TITLE = " ".join(["Organic cotton baby sleeping bag with zip, two-way, tog
 
 
 def _probe_prompt(template: PromptTemplate) -> str:
+    """The prompt the automatic batch size is estimated for (a long title where the template shows one)."""
     return template.render(PROBE_TITLE if template.uses_title else None)
 
 
@@ -57,9 +59,11 @@ class LVLMEmbedExtractor:
 
     @property
     def batch_size(self) -> int:
+        """The batch size in use (explicit, automatic or the CPU default; see `self.batch`)."""
         return self.batch.size
 
     def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
+        """Vectors for a chunk of items (NaN rows for unreadable images, listed in the failures)."""
         images, positions, failed = [], [], {}
         for pos, path in enumerate(items["image_path"].tolist()):
             try:
@@ -75,6 +79,7 @@ class LVLMEmbedExtractor:
         return out, failed
 
     def manifest(self) -> dict[str, Any]:
+        """Provenance: model, prompt, layer, pooling, how layers are captured, batch size."""
         return {
             "extractor": self.name,
             "modality": "multimodal (LVLM)",
@@ -112,10 +117,12 @@ class LVLMDescriber:
 
     @property
     def max_new_tokens(self) -> int:
+        """The generation options' max_new_tokens."""
         return self.generation.max_new_tokens
 
     @property
     def config(self) -> dict:
+        """The description cache key: prompt hash and the options that change the decoded text."""
         return {"prompt_hash": self.template.hash, **self.generation.decoding()}
 
     def run_manifest(self) -> dict[str, Any]:
@@ -127,6 +134,7 @@ class LVLMDescriber:
         }
 
     def describe(self, images: list, titles: list[str] | None = None) -> list[dict]:
+        """One record per image: description, source, prompt name (and parsed FITB slots)."""
         titles = titles or [""] * len(images)
         prompts = [self.template.render(t) for t in titles]
         texts = self.lvlm.generate(images, prompts, options=self.generation, batch_size=self.batch)
@@ -157,6 +165,7 @@ class LVLMDescribedText(DescribedTextExtractor):
         )
 
     def manifest(self) -> dict[str, Any]:
+        """The described-text manifest plus generation options and batch size."""
         return {**super().manifest(), **self.describer.run_manifest()}
 
 
@@ -183,6 +192,7 @@ class LVLMAttributeExtractor:
         self.top, self.cluster_threshold, self.chunk = top, cluster_threshold, batch_size
 
     def extract_all(self, dataset: Dataset, out: Path, missing: str = "mean") -> FeatureSet:
+        """Describe every item (through the cache), fit the vocabulary, write the one-hot FeatureSet."""
         items = dataset.items
         failed: dict[int, str] = {}
         for s in range(0, len(items), self.chunk):  # fills the cache chunk by chunk (resumable)
@@ -216,6 +226,7 @@ class LVLMAttributeExtractor:
         return fs
 
     def manifest(self) -> dict[str, Any]:
+        """Provenance: describer, prompt, generation options, batch size, vocabulary recipe."""
         return {
             "extractor": self.name,
             "modality": "attributes (decoded by LVLM)",
