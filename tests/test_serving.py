@@ -66,7 +66,7 @@ def test_endpoints_errors_events_items_and_restart(multi_community_dataset, feat
     assert client.post("/recommend", json={"items": []}).status_code == 422
     assert client.post("/recommend", json={"items": ["nope"]}).status_code == 404
     assert (
-        client.post("/recommend", json={"items": [str(ds.item_ids[0])], "weights": [1, 2]}).status_code == 400
+        client.post("/recommend", json={"items": [str(ds.item_ids[0])], "weights": [1, 2]}).status_code == 422
     )
     assert (
         client.post(

@@ -1,0 +1,124 @@
+"""Running the service: one process, or several uvicorn worker processes sharing one state folder.
+
+    python -m vlmrec.serving --run RUN_DIR [--workers 2] [--index auto] [--state-dir DIR]
+    python -m vlmrec.serving --dataset DS_DIR --features FEATURES_DIR --workers 2
+
+With more than one worker, the parent process first loads the state once (building and persisting
+the index if the folder has none or its fingerprint no longer matches), then starts the workers;
+each worker memory-maps the same index file (one copy of the vectors in the page cache, shared)
+and follows the same append-only logs, which are written under a file lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+from pathlib import Path
+
+from vlmrec.errors import VlmrecError
+from vlmrec.serving.index import INDEX_CHOICES, IndexParams
+from vlmrec.serving.loader import ServeSpec, load_state
+
+log = logging.getLogger(__name__)
+
+SPEC_ENV = "VLMREC_SERVE_SPEC"
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_threads(n: int = 1) -> None:
+    """One BLAS / OpenMP / faiss thread per worker: on a small machine, a request that fans out to
+    every core is slower under concurrency than one that does not (and workers inherit the
+    environment variables)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with vlmrec[serve]
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def worker_app():
+    """Application factory for worker processes: the spec comes from the environment."""
+    from vlmrec.serving.service import create_app
+
+    pin_threads(1)
+    spec = ServeSpec.model_validate_json(os.environ[SPEC_ENV])
+    return create_app(load_state(spec))
+
+
+def serve(spec: ServeSpec, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Build or load the state once, then serve it with `workers` processes (blocks)."""
+    import uvicorn
+
+    from vlmrec.serving.service import create_app
+
+    if workers < 1:
+        raise VlmrecError(f"workers {workers}: give 1 or more")
+    pin_threads(1)
+    state = load_state(spec)  # builds the persisted index before any worker starts
+    log.info(
+        "serving %s (%s index) on http://%s:%d with %d worker(s)",
+        state.description,
+        state.index.kind,
+        host,
+        port,
+        workers,
+    )
+    common = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if workers == 1:
+        uvicorn.run(create_app(state), **common)
+        return
+    del state
+    gc.collect()
+    os.environ[SPEC_ENV] = spec.model_dump_json()
+    uvicorn.run("vlmrec.serving.server:worker_app", factory=True, workers=workers, **common)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ServeSpec, argparse.Namespace]:
+    """The command line of `python -m vlmrec.serving` as a ServeSpec plus host/port/workers."""
+    ap = argparse.ArgumentParser(prog="python -m vlmrec.serving", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, help="a run folder: serves its best servable cell")
+    ap.add_argument("--model", help="with --run: which model's cell")
+    ap.add_argument("--features", help="with --run: a features label; with --dataset: a FeatureSet folder")
+    ap.add_argument("--dataset", type=Path, help="a prepared dataset (with --features): ProfileMatch")
+    ap.add_argument("--state-dir", type=Path, help="index + event/item logs (survive restarts)")
+    ap.add_argument("--index", default="auto", choices=INDEX_CHOICES)
+    ap.add_argument("--nprobe", type=int, help="ivf: cells scanned per query")
+    ap.add_argument("--ef-search", type=int, help="hnsw: candidate list per query")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    args = ap.parse_args(argv)
+    overrides = {
+        k: v for k, v in {"nprobe": args.nprobe, "ef_search": args.ef_search}.items() if v is not None
+    }
+    spec = ServeSpec(
+        run=args.run,
+        model=args.model,
+        features=args.features,
+        dataset=args.dataset,
+        state_dir=args.state_dir,
+        index=args.index,
+        index_params=IndexParams(**overrides),
+    )
+    return spec, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `python -m vlmrec.serving`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        spec, args = parse_args(argv)
+        serve(spec, args.host, args.port, args.workers)
+    except VlmrecError as e:
+        raise SystemExit(f"error: {e}") from None
