@@ -56,7 +56,6 @@ from tests.tiny_lvlm import (  # noqa: E402
     build_qwen2vl,
     build_tiny_qwen2vl,
 )
-from vlmrec.errors import ModelError  # noqa: E402
 from vlmrec.features.lvlm import LVLM, BatchChoice, GenerationOptions  # noqa: E402
 from vlmrec.features.lvlm_extractors import LVLMDescriber  # noqa: E402
 from vlmrec.features.prompts import BUILTIN, load_template  # noqa: E402
@@ -340,21 +339,21 @@ class Bench:
                 call(images, titles, prompts)
             _sync()
             steady = time.perf_counter() - t
-        except (torch.cuda.OutOfMemoryError, ModelError) as e:
-            if not _oom(e):
-                raise
+        except Exception as e:  # recorded, not fatal: one refusal must not lose a sweep's device time
+            status = "oom" if _oom(e) else f"error: {type(e).__name__}: {str(e)[:300]}"
             self.state[key] = {
                 "model": self.name,
                 "mode": mode,
                 "variant": variant,
                 "batch": batch,
-                "status": "oom",
+                "status": status,
             }
             self.state[key].update(self._memory_peak(start, batch))
             gc.collect()
-            torch.cuda.empty_cache()
+            if self.gpu:
+                torch.cuda.empty_cache()
             print(json.dumps(self.state[key]), flush=True)
-            return "oom"
+            return status
         lengths = lvlm.prompt_lengths(steady_items[0], steady_items[2])
         padding = _padding_share(lengths, batch, sort=not unsorted)
         rec = self._record(mode, variant, batch, "ok", first, batch, steady, len(lengths), lengths, padding)
@@ -462,7 +461,8 @@ def markdown(payload: dict) -> str:
         ]
         for r in runs:
             if r["status"] != "ok":
-                lines.append(f"| {r['mode']} | {r['variant']} | {r['batch']} | {r['status']} |" + " |" * 8)
+                status = r["status"].replace("|", "/").replace("\n", " ")
+                lines.append(f"| {r['mode']} | {r['variant']} | {r['batch']} | {status} |" + " |" * 8)
                 continue
             base = naive.get(r["mode"])
             speedup = r["steady_items_per_s"] / base if base and r["variant"] != "naive" else None
@@ -608,8 +608,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 ):
                     continue  # minutes of CPU kernel compilation; opt in with --variants
                 for b in batches:
-                    if bench.run(mode, variant, b) == "oom":
-                        break  # larger batches will not fit either
+                    if bench.run(mode, variant, b) != "ok":
+                        break  # out of memory: larger batches will not fit; an error: they would fail too
                 if state_file:
                     state_file.parent.mkdir(parents=True, exist_ok=True)
                     state_file.write_text(json.dumps(state, indent=1))

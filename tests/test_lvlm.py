@@ -104,7 +104,17 @@ def test_qwen2vl_where_torchvision_imports(tmp_path, photos):
     img = (batch["input_ids"] == lvlm.image_token_id) & batch["attention_mask"].bool()
     got = lvlm.embed(photos, prompts, pooling="image")
     assert np.allclose(got[0], last[0][img[0]].mean(0).numpy(), atol=1e-5)
-    assert len(lvlm.generate(photos, prompts, max_new_tokens=4)) == 2
+    greedy = lvlm.generate(photos, prompts, max_new_tokens=4)
+    assert len(greedy) == 2
+    # the hooks find Qwen2-VL's decoder too, and a middle layer equals transformers' hidden state
+    assert lvlm.layer_capture == "forward hooks"
+    with torch.no_grad():
+        middle = lvlm.model(**batch, output_hidden_states=True).hidden_states[TEXT_LAYERS // 2].float()
+    got = lvlm.embed(photos, prompts, layer=TEXT_LAYERS // 2, pooling="mean", batch_size=2)
+    ref = pool(middle, batch["input_ids"], batch["attention_mask"], "mean", lvlm.image_token_id)
+    assert np.allclose(got, ref.numpy(), atol=1e-5)
+    static = GenerationOptions(max_new_tokens=4, cache_implementation="static")
+    assert lvlm.generate(photos, prompts, options=static) == greedy
 
 
 def test_layer_and_pooling_errors():
