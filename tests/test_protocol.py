@@ -316,3 +316,118 @@ def test_the_best_id_reference_is_chosen_on_validation_not_test():
     r = board.set_index("model").loc["content"]
     assert r["vs_id_diff"] > 0  # content vs the validation-chosen reference
     assert "strong-on-valid, chosen on the validation score" in format_markdown(board)
+
+
+# ---- stale inputs -----------------------------------------------------------------------------
+def _write_catalogue(d, title_of_i0="red ball", rating_u0_i1=5):
+    d.mkdir(exist_ok=True)
+    rows = [
+        f"u{u},i{(u + t) % 8},{rating_u0_i1 if (u, (u + t) % 8) == (0, 1) else 5}"
+        for u in range(8)
+        for t in range(5)
+    ]
+    (d / "interactions.csv").write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\n")
+    titles = {0: title_of_i0, **{i: f"thing {i}" for i in range(1, 8)}}
+    (d / "items.csv").write_text("item_id,title\n" + "\n".join(f"i{i},{t}" for i, t in titles.items()) + "\n")
+    (d / "images").mkdir(exist_ok=True)
+    for i in range(3):
+        p = d / "images" / f"i{i}.png"
+        if not p.exists():
+            p.write_bytes(b"\x89PNG fake image " + bytes([i]) * 10)
+
+
+def _csv_config(tmp_path):
+    from vlmrec.experiments.config import parse_config
+
+    raw = tmp_path / "raw"
+    return parse_config(
+        {
+            "name": "stale",
+            "output_dir": str(tmp_path / "run"),
+            "seeds": [0],
+            "threads": 1,
+            "dataset": {
+                "format": "table",
+                "interactions": str(raw / "interactions.csv"),
+                "items": str(raw / "items.csv"),
+                "images": str(raw / "images"),
+                "name": "stale",
+            },
+            "features": [{"name": "words", "extractor": "onehot", "fields": ["title"]}],
+            "models": [{"name": "mostpop"}, {"name": "profilematch", "features": ["words"]}],
+            "evaluation": {"ks": [5], "metrics": ["recall"], "select": "recall@5"},
+        }
+    )
+
+
+def _fingerprint(tmp_path) -> str:
+    import json
+
+    return json.loads((tmp_path / "run" / "run.json").read_text())["dataset_fingerprint"]
+
+
+def test_editing_an_interaction_row_rebuilds_the_dataset(tmp_path):
+    from vlmrec.experiments.runner import Runner
+
+    _write_catalogue(tmp_path / "raw")
+    first = Runner(_csv_config(tmp_path)).run()
+    again = Runner(_csv_config(tmp_path)).run()
+    assert again.cells_run == 0 and _fingerprint(tmp_path) == first.dataset.fingerprint  # unchanged: cached
+    # u0's rating of i1 changes (every rating is a positive: same ids and splits after cleaning)
+    _write_catalogue(tmp_path / "raw", rating_u0_i1=4)
+    second = Runner(_csv_config(tmp_path)).run()
+    assert second.dataset.fingerprint != first.dataset.fingerprint
+    assert _fingerprint(tmp_path) == second.dataset.fingerprint
+    assert second.cells_run > 0  # results of the old data are not reused
+
+
+def test_editing_the_item_table_or_an_image_rebuilds_and_refuses_old_features(tmp_path):
+    from vlmrec.data.dataset import Dataset
+    from vlmrec.errors import DataError
+    from vlmrec.experiments.runner import Runner
+    from vlmrec.features.featureset import FeatureSet
+
+    _write_catalogue(tmp_path / "raw")
+    first = Runner(_csv_config(tmp_path)).run()
+    old = FeatureSet.load(tmp_path / "run" / "features" / "words")
+    old.check_matches(first.dataset)
+    _write_catalogue(tmp_path / "raw", title_of_i0="blue ball")  # one title edited
+    second = Runner(_csv_config(tmp_path)).run()
+    assert second.dataset.fingerprint != first.dataset.fingerprint
+    assert "blue ball" in set(second.dataset.items["title"])
+    # the run rebuilt its own features; a feature set made from the older item table is refused
+    assert FeatureSet.load(tmp_path / "run" / "features" / "words", second.dataset).manifest[
+        "dataset_fingerprint"
+    ] == (second.dataset.fingerprint)
+    old.save(tmp_path / "old-features")
+    with pytest.raises(DataError, match=r"item table"):
+        FeatureSet.load(tmp_path / "old-features", second.dataset)
+    # an image file replaced by another of a different size: rebuilt again
+    (tmp_path / "raw" / "images" / "i1.png").write_bytes(b"\x89PNG another picture, longer than before")
+    third = Runner(_csv_config(tmp_path)).run()
+    assert third.dataset.fingerprint not in (first.dataset.fingerprint, second.dataset.fingerprint)
+    # the saved dataset checks its own items table: tampering is refused on load
+    items = pd.read_parquet(tmp_path / "run" / "dataset" / "items.parquet")
+    items.loc[0, "title"] = "tampered"
+    items.to_parquet(tmp_path / "run" / "dataset" / "items.parquet", index=False)
+    with pytest.raises(DataError, match="fingerprint"):
+        Dataset.load(tmp_path / "run" / "dataset")
+
+
+def test_datasets_prepared_before_the_content_fingerprint_still_load(tmp_path, multi_community_dataset):
+    import json
+
+    from vlmrec.data.dataset import Dataset
+    from vlmrec.provenance import hash_arrays
+
+    ds = multi_community_dataset
+    ds.save(tmp_path / "ds")
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    arrays = [np.asarray(ds.user_ids, dtype=str), np.asarray(ds.item_ids, dtype=str)]
+    for s in ("train", "valid", "test"):
+        arrays += [getattr(ds, s)["user"].to_numpy(np.int64), getattr(ds, s)["item"].to_numpy(np.int64)]
+    manifest["fingerprint"] = hash_arrays(*arrays)  # the scheme-1 fingerprint: ids and splits only
+    del manifest["fingerprint_scheme"]
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
+    old = Dataset.load(tmp_path / "ds")
+    assert old.fingerprint == manifest["fingerprint"] != ds.fingerprint

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -68,6 +70,7 @@ def hash_arrays(*arrays: np.ndarray) -> str:
 
 
 def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 (hex) of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -76,4 +79,51 @@ def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def hash_text(text: str) -> str:
+    """A short sha256 (16 hex chars) of a string."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def hash_json(obj: object) -> str:
+    """A short sha256 of an object's canonical JSON (sorted keys)."""
+    return hash_text(json.dumps(obj, sort_keys=True, default=str))
+
+
+@functools.cache
+def code_hash(*parts: str) -> str:
+    """Content hash of the source of parts of the package ("data", "models", "experiments/cell.py"),
+    so a cache keyed by it notices a code change even without git. All of vlmrec when no part."""
+    root = Path(__file__).resolve().parent
+    files: list[Path] = []
+    for part in parts or (".",):
+        p = root / part
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    h = hashlib.sha256(__version__.encode())
+    for f in files:
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def path_signature(path: str | Path, content: bool = True) -> dict:
+    """What a cache key needs to notice that an input changed.
+
+    A file: its sha256 (`content=True`) or its size and mtime. A folder: the relative name, size
+    and modification time (ns) of every file in it, recursively (cheap for image folders; an
+    edited file gets a new mtime). A missing path: {"missing": True}.
+    """
+    p = Path(path)
+    if not p.exists():
+        return {"path": str(p), "missing": True}
+    if p.is_file():
+        st = p.stat()
+        sig: dict = {"path": str(p), "size": st.st_size}
+        if content:
+            sig["sha256"] = hash_file(p)
+        else:
+            sig["mtime_ns"] = st.st_mtime_ns
+        return sig
+    entries = []
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        st = f.stat()
+        entries.append((str(f.relative_to(p)), st.st_size, st.st_mtime_ns))
+    return {"path": str(p), "files": len(entries), "stat_hash": hash_json(entries)}

@@ -14,11 +14,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from vlmrec.errors import DataError
-from vlmrec.provenance import hash_arrays
+from vlmrec.provenance import hash_arrays, hash_json
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
+# 1: ids + splits only (manifests written before `fingerprint_scheme` existed);
+# 2: + item table content + the recorded signature of the inputs (`info["inputs"]`)
+FINGERPRINT_SCHEME = 2
 
 
 @dataclass
@@ -69,14 +72,48 @@ class Dataset:
 
     @property
     def fingerprint(self) -> str:
-        """Content hash of ids and splits: feature sets and results are tied to it."""
+        """Content hash that feature sets and results are tied to.
+
+        Covers the ids and the three splits, the item table (every column: text, image paths),
+        and `info["inputs"]`: the content hashes of the input files and the size/mtime signature
+        of the item images recorded by `prepare_dataset` (file paths left out, so the same data
+        elsewhere has the same fingerprint). Editing an interaction, an item's text or an image
+        therefore gives a new fingerprint, and features made before are refused.
+        """
         if "_fp" not in self.__dict__:
             arrays = [np.asarray(self.user_ids, dtype=str), np.asarray(self.item_ids, dtype=str)]
             for s in SPLITS:
                 df = getattr(self, s)
                 arrays += [df["user"].to_numpy(np.int64), df["item"].to_numpy(np.int64)]
-            self.__dict__["_fp"] = hash_arrays(*arrays)
+            ids = hash_arrays(*arrays)
+            if self.__dict__.get("_scheme", FINGERPRINT_SCHEME) == 1:
+                self.__dict__["_fp"] = ids
+            else:
+                inputs = _without_paths(self.info.get("inputs", {}))
+                self.__dict__["_fp"] = hash_json([ids, self.items_hash, inputs])
         return self.__dict__["_fp"]
+
+    @property
+    def items_hash(self) -> str:
+        """Content hash of the item table (column names and every value, in item order)."""
+        if "_items_hash" not in self.__dict__:
+            values = pd.util.hash_pandas_object(self.items, index=False).to_numpy()
+            names = np.asarray([str(c) for c in self.items.columns], dtype=str)
+            self.__dict__["_items_hash"] = hash_arrays(names, values)
+        return self.__dict__["_items_hash"]
+
+    def image_signature(self) -> str:
+        """Hash of (item id, file name, size, mtime) of every item image as it is on disk now."""
+        entries = []
+        for item_id, path in zip(self.items["item_id"], self.items["image_path"]):
+            if path is None or path != path:
+                continue
+            try:
+                st = Path(path).stat()
+                entries.append((str(item_id), Path(path).name, st.st_size, st.st_mtime_ns))
+            except OSError:
+                entries.append((str(item_id), Path(path).name, "missing"))
+        return hash_json(entries)
 
     def stats(self) -> dict[str, Any]:
         """Sizes: users, items, interactions per split, users each split covers, density, images."""
@@ -111,6 +148,7 @@ class Dataset:
         manifest = {
             "name": self.name,
             "fingerprint": self.fingerprint,
+            "fingerprint_scheme": self.__dict__.get("_scheme", FINGERPRINT_SCHEME),
             "stats": self.stats(),
             **self.info,
         }
@@ -128,7 +166,8 @@ class Dataset:
         users = pd.read_parquet(d / "users.parquet")
         items = pd.read_parquet(d / "items.parquet")
         splits = {s: pd.read_parquet(d / f"{s}.parquet") for s in SPLITS}
-        info = {k: v for k, v in manifest.items() if k not in ("name", "fingerprint", "stats")}
+        reserved = ("name", "fingerprint", "fingerprint_scheme", "stats")
+        info = {k: v for k, v in manifest.items() if k not in reserved}
         ds = cls(
             name=manifest["name"],
             user_ids=users["user_id"].to_numpy(dtype=object),
@@ -137,12 +176,22 @@ class Dataset:
             info=info,
             **splits,
         )
+        ds.__dict__["_scheme"] = int(manifest.get("fingerprint_scheme", 1))
         if ds.fingerprint != manifest["fingerprint"]:
             raise DataError(
                 f"{d}: the files do not match the fingerprint in manifest.json "
                 f"({ds.fingerprint} != {manifest['fingerprint']}); re-run `vlmrec prepare`"
             )
         return ds
+
+
+def _without_paths(obj: Any) -> Any:
+    """`obj` with every "path" key removed (nested dicts and lists)."""
+    if isinstance(obj, dict):
+        return {k: _without_paths(v) for k, v in obj.items() if k != "path"}
+    if isinstance(obj, list):
+        return [_without_paths(v) for v in obj]
+    return obj
 
 
 def build_dataset(

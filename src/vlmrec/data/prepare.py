@@ -13,6 +13,7 @@ from vlmrec.data.interactions import drop_duplicates, k_core, to_implicit, valid
 from vlmrec.data.planted import GENERATED_LABEL, generate_planted
 from vlmrec.data.splits import split_interactions
 from vlmrec.errors import ConfigError
+from vlmrec.provenance import code_hash, code_version, path_signature
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,34 @@ READERS: dict[str, Callable[..., readers.RawData]] = {
     "planted": None,  # type: ignore[dict-item]  # generated, see prepare_dataset
 }
 FORMATS = tuple(READERS)
+
+
+def input_signature(
+    fmt: str,
+    *,
+    path: str | Path | None = None,
+    interactions: str | Path | None = None,
+    items: str | Path | None = None,
+    images: str | Path | None = None,
+) -> dict[str, Any]:
+    """What the prepared dataset is made from, for cache keys and the fingerprint.
+
+    Files given directly (interactions, items, a `path` that is a file): the sha256 of their
+    bytes. Folders (a `path` folder, `images`): name, size and mtime of every file in them.
+    `planted` generates its own files from the config (seed, options), so has no inputs here.
+    """
+    if fmt == "planted":
+        return {}
+    given = {"path": path, "interactions": interactions, "items": items}
+    sig = {role: path_signature(p) for role, p in given.items() if p is not None}
+    if images is not None:
+        sig["images"] = path_signature(images, content=False)
+    return sig
+
+
+def data_code_version() -> dict[str, str]:
+    """The package version/commit and a content hash of the data-preparation code."""
+    return {"version": code_version(), "data_code": code_hash("data")}
 
 
 def prepare_dataset(
@@ -50,6 +79,9 @@ def prepare_dataset(
 ) -> Dataset:
     """Read one of FORMATS and return (and, with `out`, save) a Dataset.
 
+    The manifest records `inputs` (see `input_signature`, plus `item_images`: size and mtime of
+    every item image) and `code` (package version, hash of the data code); the dataset's
+    fingerprint covers the inputs, so editing an input file gives a new fingerprint.
     Logs how many users each split covers; the counts are in `Dataset.stats()` and so in the
     saved manifest (`stats.users_train`, `users_valid`, `users_test`). The split rule (who gets
     a validation and a test item) is documented in `vlmrec.data.splits.split_interactions`.
@@ -57,6 +89,7 @@ def prepare_dataset(
     if fmt not in READERS:
         raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
     info: dict[str, Any] = {"format": fmt}
+    inputs = input_signature(fmt, path=path, interactions=interactions, items=items, images=images)
     if fmt == "planted":
         raw_dir = Path(path) if path else (Path(out) / "raw" if out else None)
         if raw_dir is None:
@@ -99,7 +132,10 @@ def prepare_dataset(
     if item_table is not None or images is not None:
         base = item_table if item_table is not None else train[["item_id"]].drop_duplicates()
         item_table = readers.attach_images(base.astype({"item_id": str}), images)
+    # before the fingerprint is first computed: the images as they are on disk now
+    info.update(inputs=inputs, code=data_code_version())
     ds = build_dataset(name, train, valid, test, item_table, info)
+    ds.info["inputs"]["item_images"] = ds.image_signature()
     stats = ds.stats()
     log.info(
         "%s: %d users; split %s covers %d users in train, %d in validation, %d in test",

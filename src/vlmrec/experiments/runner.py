@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.data.dataset import Dataset
-from vlmrec.data.prepare import prepare_dataset
+from vlmrec.data.prepare import input_signature, prepare_dataset
 from vlmrec.experiments.cell import run_cell
 from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
 from vlmrec.experiments.results import write_results
@@ -30,9 +30,13 @@ from vlmrec.features.controls import make_control
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.features.fusion import fuse
 from vlmrec.models import MODELS
-from vlmrec.provenance import code_version, hash_arrays, hash_text, set_threads
+from vlmrec.provenance import code_hash, code_version, hash_arrays, hash_text, set_threads
 
 log = logging.getLogger(__name__)
+
+
+# the code a cell's numbers depend on: a change to it re-runs the cell instead of reusing it
+CELL_CODE = ("models", "evaluation", "features/controls.py", "experiments/cell.py", "data/dataset.py")
 
 
 def _key(obj: Any) -> str:
@@ -59,16 +63,32 @@ class Runner:
 
     # ---- stages ------------------------------------------------------------------------
     def dataset(self) -> Dataset:
+        """The run's Dataset: a prepared folder as is, or prepared into `<output_dir>/dataset`.
+
+        The prepared copy is reused only while its key matches: the dataset spec, the content of
+        the input files (`input_signature`: sha256 of files, name/size/mtime of folders) and the
+        data code (`data_code_version`), and while every item image still has the size and
+        mtime recorded at preparation. Otherwise it is prepared again (new fingerprint).
+        """
         d = self.cfg.dataset
         if d.prepared is not None:
             return Dataset.load(d.prepared)
         target = self.out / "dataset"
         spec = d.model_dump(mode="json", exclude={"prepared"})
-        key = _key(spec)
+        inputs = input_signature(
+            d.format, path=d.path, interactions=d.interactions, items=d.items, images=d.images
+        )
+        key = _key({"spec": spec, "inputs": inputs, "code": code_hash("data")})
         marker = target / "config_key.txt"
         if marker.exists() and marker.read_text() == key:
-            return Dataset.load(target)
+            ds = Dataset.load(target)
+            if ds.info.get("inputs", {}).get("item_images") == ds.image_signature():
+                return ds
+            self.on_event("item images changed since the dataset was prepared")
+        elif marker.exists():
+            self.on_event("dataset inputs, settings or data code changed since the last run")
         self.on_event(f"preparing dataset ({d.format})")
+        marker.unlink(missing_ok=True)  # a preparation killed half-way is never taken as fresh
         ds = prepare_dataset(
             d.format,
             path=d.path,
@@ -100,11 +120,15 @@ class Runner:
                     "cfg": f.model_dump(mode="json"),
                     "dataset": ds.fingerprint,
                     "inputs": [out[r].manifest.get("content_hash") for r in f.fuse or []],
+                    "code": code_hash("features"),
                 }
             )
             if (target / "manifest.json").exists():
-                fs = FeatureSet.load(target, ds)
+                # made for another dataset version or code: recomputed (extraction resumes
+                # only chunks made for this dataset), never refused
+                fs = FeatureSet.load(target)
                 if fs.manifest.get("config_key") == key:
+                    fs.check_matches(ds, str(target))
                     out[f.name] = fs
                     continue
             self.on_event(f"features: {f.name}")
@@ -147,6 +171,7 @@ class Runner:
             },
             "control": control,
             "seed": seed,
+            "code": code_hash(*CELL_CODE),
             "ks": ev.ks,
             "metrics": ev.metrics,
             "select": ev.select,

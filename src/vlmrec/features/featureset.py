@@ -1,7 +1,8 @@
 """FeatureSet: one float32 vector per item, aligned to a Dataset, with its provenance.
 
 On disk: `vectors.npy` (memory-mappable) + `manifest.json` holding at least extractor, model,
-dim, n_items, dataset_fingerprint, failed (list of {item, reason}) and item_ids_hash.
+dim, n_items, dataset_fingerprint, failed (list of {item, reason}), item_ids_hash and items_hash
+(the content of the item table the features were made from).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class FeatureSet:
             "dataset": dataset.name,
             "dataset_fingerprint": dataset.fingerprint,
             "item_ids_hash": item_ids_hash(dataset.item_ids),
+            "items_hash": dataset.items_hash,
             "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "code_version": code_version(),
         }
@@ -67,7 +69,7 @@ class FeatureSet:
         """A new FeatureSet from this one (fusion, control), inheriting dataset provenance."""
         manifest = {
             k: self.manifest[k]
-            for k in ("dataset", "dataset_fingerprint", "item_ids_hash")
+            for k in ("dataset", "dataset_fingerprint", "item_ids_hash", "items_hash")
             if k in self.manifest
         }
         manifest.update(
@@ -78,16 +80,25 @@ class FeatureSet:
         return FeatureSet(vectors, manifest)
 
     def check_matches(self, dataset: Dataset, source: str = "feature set") -> None:
-        """Refuse features made for another dataset (or another version of it)."""
+        """Refuse features made for another dataset, or another version of it: other
+        interactions, another item table (`items_hash`) or other item images (fingerprint)."""
         if self.vectors.shape[0] != dataset.n_items:
             raise DataError(
                 f"{source}: {self.vectors.shape[0]} rows but the dataset has {dataset.n_items} items"
             )
         fp = self.manifest.get("dataset_fingerprint")
-        if fp != dataset.fingerprint:
+        table = self.manifest.get("items_hash")
+        stale_table = table is not None and table != dataset.items_hash
+        if fp != dataset.fingerprint or stale_table:
+            why = (
+                "the item table differs from the one the features were made from "
+                "(item text or image paths changed, or another dataset)"
+                if stale_table
+                else "its interactions or item images changed, or it is another dataset"
+            )
             raise DataError(
-                f"{source}: made for dataset fingerprint {fp}, but {dataset.name!r} has {dataset.fingerprint}; "
-                "re-extract the features for this dataset"
+                f"{source}: made for dataset fingerprint {fp}, but {dataset.name!r} has {dataset.fingerprint}: "
+                f"{why}; re-extract the features for this dataset"
             )
         ih = self.manifest.get("item_ids_hash")
         if ih is not None and ih != item_ids_hash(dataset.item_ids):
