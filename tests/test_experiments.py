@@ -210,3 +210,25 @@ def test_paper_configs_validate():
     for path in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
         cfg = load_config(path)
         assert cfg.models and cfg.name
+
+
+def test_paper_configs_use_the_reference_grids_mask_and_strong_baselines():
+    from pathlib import Path
+
+    from vlmrec.experiments.config import load_config
+    from vlmrec.models.base import create_model
+
+    root = Path(__file__).parents[1] / "configs"
+    # MMRec's grid sizes (src/configs/model/*.yaml): BPR 7, LightGCN 4x5, VBPR 7, LATTICE 4x4,
+    # FREEDOM 2x4, BM3 2x2x2
+    mmrec = {"bprmf": 7, "lightgcn": 20, "vbpr": 7, "lattice": 16, "freedom": 8, "bm3": 8}
+    for name in ("pomo2025-baby.yaml", "vlm4rec.yaml"):
+        cfg = load_config(root / name)
+        assert cfg.evaluation.mask == ["train"], name
+        models = {m.name: m for m in cfg.models}
+        assert {"ease", "ials", "itemknn", "mostpop"} <= set(models), name
+        for m in cfg.models:
+            if m.name in mmrec:
+                assert len(m.grid_points()) == mmrec[m.name], (name, m.name)
+            for params in m.grid_points():
+                create_model(m.name, **params)  # every grid point is a valid model
