@@ -235,8 +235,13 @@ def test_itemknn_default_is_unchanged_cosine():
 
 
 def test_itemknn_unknown_similarity_lists_the_valid_names():
-    with pytest.raises(ModelError, match="cosine, asymmetric, jaccard"):
-        create_model("itemknn", similarity="cosin")
+    from vlmrec.models.itemknn import ItemKNN
+
+    # through the registry (typed parameter check) and through the constructor directly
+    for make in (lambda: create_model("itemknn", similarity="cosin"), lambda: ItemKNN(similarity="cosin")):
+        with pytest.raises(ModelError, match="cosin") as err:
+            make()
+        assert all(name in str(err.value) for name in SIMILARITIES), str(err.value)
     with pytest.raises(ModelError, match="alpha"):
         create_model("itemknn", similarity="asymmetric", alpha=1.5)
 

@@ -25,7 +25,13 @@ def _models(epochs: int, with_image: bool, quick: bool) -> list[dict[str, Any]]:
     ease_grid: dict[str, list[Any]] = {"reg": [200.0, 500.0]}
     ials_grid: dict[str, list[Any]] = {}
     if not quick:
-        knn_grid = {"similarity": ["cosine", "jaccard"], "k": [20, 50, 100], "normalize": [False, True]}
+        # asymmetric cosine with alpha 0.5 is cosine, so this grid covers plain cosine too
+        knn_grid = {
+            "similarity": ["asymmetric"],
+            "alpha": [0.2, 0.35, 0.5],
+            "k": [20, 50, 100],
+            "normalize": [False, True],
+        }
         ease_grid = {"reg": [50.0, 100.0, 200.0, 500.0, 1000.0]}
         ials_grid = {"reg": [10.0, 30.0, 50.0], "alpha": [3.0, 10.0]}
     models: list[dict[str, Any]] = [
