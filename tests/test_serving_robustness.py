@@ -137,3 +137,20 @@ def test_error_bodies_do_not_echo_the_input(multi_community_dataset, features, t
     assert r.status_code in (404, 422) and len(r.content) < 2_000
     r = client.post("/items", json={"item_id": "v", "vector": [1e39] * features.dim})
     assert r.status_code in (400, 422) and len(r.content) < 2_000
+
+
+def test_hot_read_routes_validate_like_the_documented_ones(multi_community_dataset, features, tmp_path):
+    ds = multi_community_dataset
+    _, client = start(ds, features, tmp_path)
+    user, item = str(ds.user_ids[0]), str(ds.item_ids[0])
+    for path in (f"/recommend/{user}", f"/items/{item}/similar"):
+        for k, kind in (("0", "greater_than_equal"), ("1001", "less_than_equal"), ("ten", "int_parsing")):
+            r = client.get(path, params={"k": k})
+            assert r.status_code == 422
+            assert r.json()["detail"][0]["loc"] == ["query", "k"] and r.json()["detail"][0]["type"] == kind
+        assert len(client.get(path, params={"k": 1000}).json()["items"]) > 0
+    r = client.get("/recommend/" + "z" * 300)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "user_id"]
+    schema = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend/{user_id}", "/items/{item_id}/similar"} <= set(schema)
+    assert schema["/recommend/{user_id}"]["get"]["parameters"][1]["schema"]["maximum"] == 1000

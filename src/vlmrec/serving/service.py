@@ -18,10 +18,11 @@ import os
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.routing import Route
 
 from vlmrec import __version__
 from vlmrec.errors import VlmrecError
@@ -111,6 +112,49 @@ def _recs(r: Recommendation) -> Response:
     return _json({"items": r.item_ids, "scores": r.scores})
 
 
+def _k_from(request: Request) -> int:
+    """`k` from the query string, validated as FastAPI validates `K` (same 422 errors)."""
+    raw = request.query_params.get("k")
+    if raw is None:
+        return 20
+    try:
+        k = int(raw)
+    except ValueError:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "k"),
+                    "msg": "Input should be a valid integer",
+                    "type": "int_parsing",
+                    "input": raw,
+                }
+            ]
+        ) from None
+    if not 1 <= k <= MAX_K:
+        kind, bound = ("greater_than_equal", 1) if k < 1 else ("less_than_equal", MAX_K)
+        words = "greater than or equal to" if k < 1 else "less than or equal to"
+        raise RequestValidationError(
+            [{"loc": ("query", "k"), "msg": f"Input should be {words} {bound}", "type": kind, "input": raw}]
+        )
+    return k
+
+
+def _id_from(request: Request, name: str) -> str:
+    value = request.path_params[name]
+    if len(value) > MAX_ID_LEN:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("path", name),
+                    "msg": f"String should have at most {MAX_ID_LEN} characters",
+                    "type": "string_too_long",
+                    "input": value,
+                }
+            ]
+        )
+    return value
+
+
 def create_app(state: ServingState) -> FastAPI:
     """The FastAPI application serving `state`."""
     app = FastAPI(
@@ -173,6 +217,20 @@ def create_app(state: ServingState) -> FastAPI:
     async def similar(item_id: Annotated[str, Path(max_length=MAX_ID_LEN)], k: K = 20):
         """The k items nearest to one item."""
         return _recs(state.similar(item_id, k))
+
+    # The two hot read paths, served by plain Starlette routes placed before their FastAPI twins
+    # (which still document them in OpenAPI): the same validation and errors, without FastAPI's
+    # per-request parameter machinery (~80 us of a ~150 us request on a small catalogue).
+    async def fast_recommend(request: Request) -> Response:
+        return _recs(state.recommend_user(_id_from(request, "user_id"), _k_from(request)))
+
+    async def fast_similar(request: Request) -> Response:
+        return _recs(state.similar(_id_from(request, "item_id"), _k_from(request)))
+
+    app.router.routes[:0] = [
+        Route("/recommend/{user_id}", fast_recommend, methods=["GET"], include_in_schema=False),
+        Route("/items/{item_id}/similar", fast_similar, methods=["GET"], include_in_schema=False),
+    ]
 
     @app.post("/items", status_code=201)
     def add_item(item: NewItem) -> dict:
