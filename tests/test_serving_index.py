@@ -124,3 +124,16 @@ def test_exact_topk_breaks_ties_by_lower_index():
     assert exact_topk(s, 3).tolist() == [1, 3, 0]
     assert exact_topk(s, 5).tolist() == [1, 3, 0, 2, 6]
     assert exact_topk(s, 10).tolist() == [1, 3, 0, 2, 6, 4, 5]
+
+
+def test_serve_options_are_checked_before_any_work():
+    from vlmrec.serving.server import make_spec
+
+    spec = make_spec(index="ivf", nprobe=16, ef_search=256)
+    assert spec.index == "ivf" and spec.index_params.nprobe == 16 and spec.index_params.ef_search == 256
+    with pytest.raises(ConfigError, match="--index 'annoy': choose one of auto, flat, hnsw, ivf"):
+        make_spec(index="annoy")
+    with pytest.raises(ConfigError, match="--nprobe 0"):
+        make_spec(nprobe=0)
+    with pytest.raises(ConfigError, match="--ef-search 2"):
+        make_spec(ef_search=2)

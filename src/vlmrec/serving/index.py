@@ -238,7 +238,9 @@ class VectorIndex:
         if kind == "flat":
             x = np.ascontiguousarray(vectors, dtype=np.float32)
             return cls("flat", x.shape[1], params, vectors=l2_normalise(x) if normalise else x)
-        return cls._wrap(kind, _build_faiss(kind, vectors, params, normalise), params)
+        with build_threads():
+            index = _build_faiss(kind, vectors, params, normalise)
+        return cls._wrap(kind, index, params)
 
     @classmethod
     def _wrap(cls, kind: IndexKind, index, params: IndexParams) -> VectorIndex:
@@ -443,6 +445,28 @@ def _fill_ivf(index, vectors: np.ndarray, normalise: bool) -> None:
     index.ntotal = n
 
 
+@contextlib.contextmanager
+def build_threads():
+    """Use every core while building (a one-off cost before serving), then restore the pinned
+    thread counts that serving uses."""
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        blas = threadpool_limits(cores)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with vlmrec[serve]
+        blas = None
+    faiss.omp_set_num_threads(cores)
+    try:
+        yield cores
+    finally:
+        faiss.omp_set_num_threads(before)
+        if blas is not None:
+            blas.restore_original_limits()
+
+
 def release_memory() -> None:
     """Hand freed heap memory back to the operating system (glibc keeps it otherwise)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -579,7 +603,8 @@ def _build_into(d: Path, kind: IndexKind, vectors: np.ndarray, params: IndexPara
         del out
         os.replace(tmp, d / "vectors.npy")
         return
-    index = _build_faiss(kind, vectors, params, normalise)
+    with build_threads():
+        index = _build_faiss(kind, vectors, params, normalise)
     tmp = d / f"index.{os.getpid()}.tmp.faiss"
     _faiss().write_index(index, str(tmp))
     del index

@@ -17,7 +17,9 @@ import logging
 import os
 from pathlib import Path
 
-from vlmrec.errors import VlmrecError
+from pydantic import ValidationError
+
+from vlmrec.errors import ConfigError, VlmrecError
 from vlmrec.serving.index import INDEX_CHOICES, IndexParams
 from vlmrec.serving.loader import ServeSpec, load_state
 
@@ -82,6 +84,39 @@ def serve(spec: ServeSpec, host: str = "127.0.0.1", port: int = 8000, workers: i
     gc.collect()
     os.environ[SPEC_ENV] = spec.model_dump_json()
     uvicorn.run("vlmrec.serving.server:worker_app", factory=True, workers=workers, **common)
+
+
+def make_spec(
+    *,
+    run: Path | None = None,
+    model: str | None = None,
+    features: str | None = None,
+    dataset: Path | None = None,
+    state_dir: Path | None = None,
+    index: str = "auto",
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+) -> ServeSpec:
+    """A ServeSpec from command-line style options; invalid values are a ConfigError naming the
+    option (what `vlmrec serve` and `python -m vlmrec.serving` both call)."""
+    if index not in INDEX_CHOICES:
+        raise ConfigError(f"--index {index!r}: choose one of {', '.join(INDEX_CHOICES)}")
+    overrides = {k: v for k, v in {"nprobe": nprobe, "ef_search": ef_search}.items() if v is not None}
+    try:
+        params = IndexParams(**overrides)
+    except ValidationError as e:
+        err = e.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-")
+        raise ConfigError(f"{option} {err.get('input')!r}: {err['msg']}") from None
+    return ServeSpec(
+        run=run,
+        model=model,
+        features=features,
+        dataset=dataset,
+        state_dir=state_dir,
+        index=index,
+        index_params=params,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ServeSpec, argparse.Namespace]:
