@@ -11,10 +11,12 @@ from vlmrec.data import Dataset, prepare_dataset
 from vlmrec.data.dataset import build_dataset
 from vlmrec.errors import DataError
 from vlmrec.features.controls import make_control
-from vlmrec.features.extraction import extract
-from vlmrec.features.extractors import DescribedTextExtractor, ImageExtractor, TextExtractor
+from vlmrec.features.describer import DescribedTextExtractor
+from vlmrec.features.extraction import Extractor, extract
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.features.fusion import fuse
+from vlmrec.features.image import ImageExtractor
+from vlmrec.features.text import TextExtractor
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +92,14 @@ def test_text_extraction_dims_determinism_and_manifest(small_planted, text_encod
     assert m["dim"] == 384 and m["n_items"] == ds.n_items and m["failed"] == []
 
 
-class Interrupting:
+class Interrupting(Extractor):
     """Wraps an extractor and raises after `after` chunks, like a killed job."""
 
     def __init__(self, inner, after):
         self.inner, self.after, self.calls, self.name = inner, after, 0, inner.name
+
+    def fit(self, items):
+        self.inner.fit(items)
 
     def process(self, items):
         if self.calls == self.after:

@@ -218,47 +218,89 @@ def extract(
     dataset: Path | None = typer.Option(None, help="A prepared dataset folder."),
     extractor: str | None = typer.Option(None, help="Extractor name (see --list)."),
     out: Path | None = typer.Option(None, help="FeatureSet folder (default: DATASET/features/EXTRACTOR)."),
-    model: str | None = typer.Option(None, help="Model path or id, for extractors that take one."),
-    prompt: str | None = typer.Option(None, help="Prompt template name or YAML file (LVLM extractors)."),
-    fields: str | None = typer.Option(None, help="Comma-separated item text fields (text extractors)."),
-    batch_size: int = typer.Option(32, help="Items per model batch."),
-    chunk_size: int = typer.Option(256, help="Items per checkpointed chunk (resume granularity)."),
+    model: str | None = typer.Option(
+        None, help="Model path or id, for extractors that take one (option model)."
+    ),
+    prompt: str | None = typer.Option(
+        None, help="Prompt template name or YAML file (LVLM extractors; option prompt)."
+    ),
+    fields: str | None = typer.Option(
+        None, help="Comma-separated item fields (text and onehot extractors; option fields)."
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        help="Items per model batch (default: the extractor's own; LVLM extractors choose it from free GPU memory).",
+    ),
+    layer: str | None = typer.Option(
+        None, help="LVLM hidden-state layer: index (-1 last) or mean_last_N (lvlm-embed; option layer)."
+    ),
+    pooling: str | None = typer.Option(
+        None, help="LVLM pooling: mean, image, prompt, last (lvlm-embed; option pooling)."
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Any extractor option KEY=VALUE, repeatable (see --list --extractor NAME)."
+    ),
+    chunk_size: int = typer.Option(256, min=1, help="Items per checkpointed chunk (resume granularity)."),
     missing: str = typer.Option(
         "mean", help="Fill for items that fail (listed in the manifest): mean, zero, error."
     ),
-    layer: str = typer.Option(
-        "-1", help="LVLM hidden-state layer: index (-1 last) or mean_last_N (lvlm-embed)."
-    ),
-    pooling: str = typer.Option("mean", help="LVLM pooling: mean, image, prompt, last (lvlm-embed)."),
     engine: str = typer.Option("local", help="local, or ray (a Ray Data pipeline; vlmrec[ray])."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local one)."),
     workers: int | None = typer.Option(None, help="Ray actors (default: the free CPUs, or GPUs)."),
-    list_: bool = typer.Option(False, "--list", help="List the available extractors and exit."),
+    list_: bool = typer.Option(
+        False,
+        "--list",
+        help="List the extractors and their options and exit (with --extractor: that one, in full).",
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
-    """Compute one FeatureSet for every item, in resumable chunks, with full provenance."""
+    """Compute one FeatureSet for every item, in resumable chunks, with full provenance.
+
+    Options reach the extractor's options model (see --list) the same way as a config's
+    `options:`; an option the extractor does not take is an error."""
     _setup_logging(verbose)
-    from vlmrec.features.extractors import EXTRACTORS, build_extractor
+    from vlmrec.features import registry
 
     if list_:
-        table = Table("extractor", "what it computes")
-        for name, (help_text, _) in EXTRACTORS.items():
-            table.add_row(name, help_text)
-        console.print(table)
+        try:
+            names = [registry.get_spec(extractor).name] if extractor else list(registry.EXTRACTORS)
+        except VlmrecError as e:
+            _fail(e)
+        for name in names:
+            console.print(f"[bold]{escape(name)}[/]  {escape(registry.get_spec(name).summary)}")
+            table = Table(box=None, show_header=False, padding=(0, 1, 0, 4))
+            for doc in registry.option_docs(name):
+                row = [escape(doc.name), escape(doc.type), f"= {escape(doc.default)}"]
+                table.add_row(*row, *([escape(doc.description)] if extractor else []))
+            console.print(table)
         return
     if dataset is None or extractor is None:
         _fail(VlmrecError("--dataset and --extractor are required (or --list)"))
+        return
     from vlmrec.data.dataset import Dataset
+    from vlmrec.features.extraction import ENGINES, MISSING_POLICIES
     from vlmrec.features.extraction import extract as run_extract
 
-    out = out or dataset / "features" / extractor
     try:
+        flags = {
+            "model": model,
+            "prompt": prompt,
+            "fields": fields.split(",") if fields else None,
+            "batch_size": batch_size,
+            "layer": layer,
+            "pooling": pooling,
+        }
+        given = {k: v for k, v in flags.items() if v is not None}
+        extra = registry.parse_assignments(option, "--option")
+        for key in sorted(set(given) & set(extra)):
+            raise ConfigError(f"--option {key}: also given as --{key.replace('_', '-')}; give it once")
+        options = registry.parse_options(extractor, {**given, **extra})
+        if missing not in MISSING_POLICIES:
+            raise ConfigError(f"--missing {missing!r}: choose one of {', '.join(MISSING_POLICIES)}")
+        if engine not in ENGINES:
+            raise ConfigError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+        out = _output_folder(out or dataset / "features" / extractor)
         ds = Dataset.load(dataset)
-        options = {"fields": fields.split(",") if fields else None, "batch_size": batch_size}
-        if prompt:
-            options["prompt"] = prompt
-        if extractor.startswith("lvlm"):
-            options.update(layer=int(layer) if layer.lstrip("-").isdigit() else layer, pooling=pooling)
         if engine == "ray":
             from vlmrec.features.ray_engine import extract_ray
 
@@ -266,23 +308,24 @@ def extract(
                 dataset,
                 extractor,
                 out,
-                model=model,
                 options=options,
                 chunk_size=chunk_size,
                 missing=missing,
                 address=address,
                 num_workers=workers,
             )
-        elif engine == "local":
-            ex = build_extractor(extractor, out, model=model, items=ds.items, **options)
-            fs = run_extract(ds, ex, out, chunk_size=chunk_size, missing=missing)
         else:
-            raise VlmrecError(f"--engine {engine!r}: choose local or ray")
+            done = run_extract(
+                ds, registry.build(extractor, options, out), out, chunk_size=chunk_size, missing=missing
+            )
+            if done is None:
+                raise VlmrecError(f"{out}: extraction stopped early; run it again to resume")
+            fs = done
     except VlmrecError as e:
         _fail(e)
     console.print(
         f"{fs.name}: {fs.vectors.shape[0]:,} items x {fs.dim} dims -> {out}"
-        f"  ({len(fs.manifest['failed'])} failed, policy {missing})"
+        f"  ({len(fs.manifest['failed'])} failed, policy {fs.manifest['missing_policy']})"
     )
 
 
@@ -295,8 +338,22 @@ def describe(
         help="Template: baby, pets, clothing, recipes, movies, free, vlm4rec, control, or a YAML file.",
     ),
     out: Path | None = typer.Option(None, help="Output folder (default DATASET/descriptions/PROMPT)."),
-    batch_size: int = typer.Option(8),
-    max_new_tokens: int = typer.Option(96),
+    batch_size: int | None = typer.Option(
+        None, help="Images per LVLM call (default: chosen from free GPU memory; CPU: 8)."
+    ),
+    max_new_tokens: int | None = typer.Option(None, help="Same as --gen max_new_tokens=N (default 96)."),
+    gen: list[str] = typer.Option(
+        [],
+        "--gen",
+        help="Generation option KEY=VALUE, repeatable: max_new_tokens, do_sample, temperature, top_p, top_k, "
+        "num_beams, repetition_penalty, seed, ... (see `vlmrec extract --list --extractor lvlm-describe`).",
+    ),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-o",
+        help="Other lvlm-describe option KEY=VALUE, repeatable: device, dtype, backend, cache, text_model, ...",
+    ),
     load_in_4bit: bool = typer.Option(False, help="4-bit weights (needs bitsandbytes and a GPU)."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
@@ -304,20 +361,29 @@ def describe(
     fill-in-the-blank prompts, the one-hot attribute FeatureSet."""
     _setup_logging(verbose)
     from vlmrec.data.dataset import Dataset
-    from vlmrec.features.lvlm_extractors import describe_catalogue
+    from vlmrec.features.lvlm import GenerationOptions
+    from vlmrec.features.lvlm_extractors import LVLMDescribeOptions, describe_catalogue
+    from vlmrec.features.registry import parse_assignments
 
     out = out or dataset / "descriptions" / Path(prompt).stem
     try:
-        ds = Dataset.load(dataset)
-        sets = describe_catalogue(
-            ds,
-            model,
-            prompt,
-            out,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            load_in_4bit=load_in_4bit,
+        generation = parse_assignments(gen, "--gen")
+        if max_new_tokens is not None:
+            if "max_new_tokens" in generation:
+                raise ConfigError("--gen max_new_tokens: also given as --max-new-tokens; give it once")
+            generation["max_new_tokens"] = max_new_tokens
+        GenerationOptions.from_options(generation)  # --gen takes generation options only
+        other = parse_assignments(option, "--option")
+        if load_in_4bit:
+            other["load_in_4bit"] = True
+        for key in sorted(set(generation) & set(other)):
+            raise ConfigError(f"--option {key}: a generation option; give it once, with --gen")
+        options = {**generation, **other}
+        LVLMDescribeOptions.parse(  # every option checked before the dataset and the model are loaded
+            {"model": model, "prompt": prompt, "batch_size": batch_size, **options}, "lvlm-describe"
         )
+        ds = Dataset.load(dataset)
+        sets = describe_catalogue(ds, model, prompt, out, batch_size=batch_size, **options)
     except VlmrecError as e:
         _fail(e)
     for name, fs in sets.items():
@@ -332,7 +398,7 @@ def fuse(
     inputs: str = typer.Option(..., help="Comma-separated FeatureSet folders (for align: TEXT,IMAGE)."),
     method: str = typer.Option("concat", help="concat, mean, sum, weighted, align."),
     out: Path = typer.Option(..., help="Output FeatureSet folder."),
-    weights: str | None = typer.Option(None, help="Comma-separated weights (method weighted)."),
+    weights: str | None = typer.Option(None, help="Comma-separated weights (method weighted only)."),
     dataset: Path | None = typer.Option(
         None, help="Dataset folder (needed by align: fitted on train items)."
     ),
@@ -340,12 +406,17 @@ def fuse(
     """Fuse several FeatureSets into one."""
     from vlmrec.data.dataset import Dataset
     from vlmrec.features.featureset import FeatureSet
+    from vlmrec.features.fusion import FUSION_METHODS
     from vlmrec.features.fusion import fuse as run_fuse
 
     try:
+        if method not in FUSION_METHODS:
+            raise ConfigError(f"--method {method!r}: choose one of {', '.join(FUSION_METHODS)}")
+        if weights is not None and method != "weighted":
+            raise ConfigError(f"--weights applies to --method weighted only (not {method})")
         ds = Dataset.load(dataset) if dataset else None
         fsets = [FeatureSet.load(Path(p.strip()), ds) for p in inputs.split(",")]
-        fs = run_fuse(fsets, method, _floats(weights) if weights else None, ds)
+        fs = run_fuse(fsets, method, _floats(weights, "--weights") if weights else None, ds)
         fs.manifest["name"] = out.name
         fs.save(out)
     except VlmrecError as e:
@@ -361,10 +432,12 @@ def control(
     out: Path = typer.Option(..., help="Output FeatureSet folder."),
 ) -> None:
     """Write a content-control twin of a FeatureSet (shuffled rows, matched Gaussian, zeros)."""
-    from vlmrec.features.controls import make_control
+    from vlmrec.features.controls import CONTROL_KINDS, make_control
     from vlmrec.features.featureset import FeatureSet
 
     try:
+        if kind not in CONTROL_KINDS:
+            raise ConfigError(f"--kind {kind!r}: choose one of {', '.join(CONTROL_KINDS)}")
         fs = make_control(FeatureSet.load(input), kind, seed)
         fs.manifest["name"] = out.name
         fs.save(out)

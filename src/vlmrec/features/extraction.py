@@ -1,4 +1,9 @@
-"""Resumable, chunked extraction of a FeatureSet.
+"""Resumable, chunked extraction of a FeatureSet, and the contract every extractor follows.
+
+The contract: an `Extractor` (`fit` on the whole item table, then `process` chunks of it, then
+`manifest`) built from one typed `ExtractorOptions` model per extractor (unknown keys refused,
+ranges checked). `vlmrec.features.registry` maps extractor names to their options model and
+builder; the CLI, the YAML config and the Python API all go through it.
 
 Items are processed in fixed chunks; each finished chunk is written atomically to
 `<out>/.partial/chunk_XXXXX.npz`. A killed run restarts from the first missing chunk and,
@@ -14,11 +19,16 @@ import logging
 import os
 import shutil
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Self, get_args
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError
+from pydantic_core import core_schema
 from tqdm.auto import tqdm
 
 from vlmrec.data.dataset import Dataset
@@ -28,18 +38,112 @@ from vlmrec.provenance import hash_text
 
 log = logging.getLogger(__name__)
 
-MISSING_POLICIES = ("mean", "zero", "error")
+MissingPolicy = Literal["mean", "zero", "error"]
+MISSING_POLICIES: tuple[str, ...] = get_args(MissingPolicy)
+Engine = Literal["local", "ray"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+
+# The settings every front end has a slot of its own for (CLI --model/--prompt/--fields/--batch-size,
+# the config's model/prompt/fields keys): None there means "not set", whichever the extractor.
+UNSET_WHEN_NONE = frozenset({"model", "prompt", "fields", "batch_size"})
 
 
-class Extractor(Protocol):
+@dataclass(frozen=True)
+class Choices:
+    """Field metadata: the value must be one of `values`, a tuple defined once elsewhere (e.g.
+    `lvlm.POOLINGS`). Validated like a Literal (`Annotated[str, Choices(POOLINGS)]`), listed by
+    `vlmrec extract --list`."""
+
+    values: tuple[str, ...]
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """A literal schema over `values` (pydantic hook)."""
+        return core_schema.literal_schema(list(self.values))
+
+
+class ExtractorOptions(BaseModel):
+    """Base of every extractor's options model: frozen, unknown keys refused.
+
+    Subclasses declare typed fields with defaults (the extractor's own defaults) and ranges, and
+    a `description` per field (shown by `vlmrec extract --list`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> str | None:
+        """Why `key` is not an option here, when there is more to say than "unknown"."""
+        return None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | ExtractorOptions | None, extractor: str) -> Self:
+        """Validate a plain mapping (CLI, YAML, Python keywords) into this model, or raise a
+        ConfigError naming `extractor`, each bad key and the valid keys. `None` for one of
+        UNSET_WHEN_NONE means not set. An instance of this model is returned as it is."""
+        if isinstance(raw, cls):
+            return raw
+        if isinstance(raw, ExtractorOptions):
+            raw = raw.model_dump(exclude_unset=True)
+        given = {k: v for k, v in (raw or {}).items() if not (v is None and k in UNSET_WHEN_NONE)}
+        valid = ", ".join(sorted(cls.model_fields))
+        unknown = sorted(set(given) - set(cls.model_fields))
+        if unknown:
+            hints = list(dict.fromkeys(h for h in (cls.unknown_key_hint(k) for k in unknown) if h))
+            raise ConfigError(
+                f"extractor {extractor!r}: unknown option{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}{' (' + '; '.join(hints) + ')' if hints else ''}; "
+                f"valid options: {valid}"
+            )
+        try:
+            return cls.model_validate(given)
+        except ValidationError as e:
+            raise ConfigError(
+                f"extractor {extractor!r}: {_problems(e, cls)}; valid options: {valid}"
+            ) from None
+
+
+def _problems(e: ValidationError, model: type[BaseModel]) -> str:
+    """One clause per validation error: `key=value: message`, or `option 'key' is required: ...`."""
+    out = []
+    for err in e.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "options"
+        if err["type"] == "missing":
+            field = model.model_fields.get(key)
+            about = f" ({field.description})" if field is not None and field.description else ""
+            out.append(f"option {key!r} is required{about}")
+        elif err["loc"]:
+            out.append(f"{key}={err.get('input')!r}: {err['msg']}")
+        else:  # a check across options (model validator)
+            out.append(str(err["msg"]).removeprefix("Value error, "))
+    return "; ".join(out)
+
+
+class Extractor(ABC):
+    """What `extract` (and the Ray engine) run: `fit` once on the whole item table, then `process`
+    chunks of it; `manifest` describes the extractor for the FeatureSet's provenance.
+
+    `own_missing_policy`: None when failed rows are placeholders (NaN) that the run's missing
+    policy fills; otherwise failed rows are the extractor's final vectors (e.g. one-hot rows with a
+    missing slot left empty) and this text is recorded as the manifest's `missing_policy`.
+    """
+
     name: str
+    own_missing_policy: ClassVar[str | None] = None
 
+    def fit(self, items: pd.DataFrame) -> None:  # noqa: B027 - a no-op is the right default
+        """Learn what the extractor needs from the whole catalogue (a vocabulary, attribute
+        keyword lists) before any chunk is processed. Deterministic: the Ray engine fits every
+        worker on the same items. Most extractors have nothing to learn."""
+
+    @abstractmethod
     def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
         """Vectors for a chunk of item-table rows (NaN rows allowed for failures) and
         {row position in chunk: reason} for the failed ones."""
-        ...
 
-    def manifest(self) -> dict[str, Any]: ...
+    @abstractmethod
+    def manifest(self) -> dict[str, Any]:
+        """Provenance of the vectors (extractor name, model, preprocessing...); called after `fit`."""
 
 
 def extract(
@@ -51,17 +155,14 @@ def extract(
     progress: bool = True,
     max_chunks: int | None = None,
 ) -> FeatureSet | None:
-    """Run `extractor` over every item of `dataset` and save the FeatureSet in `out`.
+    """Fit `extractor` on the dataset's items, run it over every item and save the FeatureSet in `out`.
 
     `max_chunks` stops after that many new chunks (returns None): used to test resumption.
     """
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing-item policy {missing!r}: choose one of {MISSING_POLICIES}")
     out = Path(out)
-    if hasattr(extractor, "extract_all"):
-        # extractors fitted on the whole catalogue (e.g. an attribute vocabulary) run in one go;
-        # their own expensive steps checkpoint through their caches
-        return extractor.extract_all(dataset, out, missing=missing)
+    extractor.fit(dataset.items)
     manifest = extractor.manifest()
     todo = prepare_partial(out, dataset, {"extractor": manifest, "chunk_size": chunk_size})
     n = dataset.n_items
@@ -79,7 +180,15 @@ def extract(
             return None
         bar.update(process_chunk(extractor, dataset.items, c, chunk_size, out / ".partial"))
     bar.close()
-    return assemble(dataset, out, manifest, chunk_size, missing, time.perf_counter() - t0)
+    return assemble(
+        dataset,
+        out,
+        manifest,
+        chunk_size,
+        missing,
+        time.perf_counter() - t0,
+        own_missing_policy=extractor.own_missing_policy,
+    )
 
 
 def prepare_partial(out: Path, dataset: Dataset, spec: dict) -> list[int]:
@@ -117,16 +226,27 @@ def process_chunk(extractor: Extractor, items: pd.DataFrame, c: int, chunk_size:
 
 
 def assemble(
-    dataset: Dataset, out: Path, manifest: dict, chunk_size: int, missing: str, seconds: float, **extra: Any
+    dataset: Dataset,
+    out: Path,
+    manifest: dict,
+    chunk_size: int,
+    missing: str,
+    seconds: float,
+    own_missing_policy: str | None = None,
+    **extra: Any,
 ) -> FeatureSet:
-    """Join the chunks into `vectors.npy` once every item is accounted for (processed or failed)."""
+    """Join the chunks into `vectors.npy` once every item is accounted for (processed or failed).
+
+    Failed rows are filled by the `missing` policy, unless the extractor has its own
+    (`Extractor.own_missing_policy`): then they are kept and that policy is recorded."""
     partial = out / ".partial"
     n = dataset.n_items
     n_chunks = (n + chunk_size - 1) // chunk_size
     absent = [c for c in range(n_chunks) if not (partial / f"chunk_{c:05d}.npz").exists()]
     if absent:
         raise DataError(f"{out}: chunks {absent[:10]} are missing; re-run the extraction to complete them")
-    blocks, failed_all = [], []
+    blocks: list[np.ndarray] = []
+    failed_all: list[dict[str, Any]] = []
     for c in range(n_chunks):
         with np.load(partial / f"chunk_{c:05d}.npz") as z:
             blocks.append(z["vectors"])
@@ -135,7 +255,10 @@ def assemble(
                 for p, r in zip(z["failed_pos"], z["failed_reason"])
             ]
     vectors = np.concatenate(blocks).astype(np.float32)
-    vectors = _apply_missing_policy(vectors, failed_all, missing, manifest.get("extractor", "?"))
+    if own_missing_policy is None:
+        vectors = _apply_missing_policy(vectors, failed_all, missing, manifest.get("extractor", "?"))
+    else:
+        missing = own_missing_policy
     for f in failed_all:
         f["item_id"] = str(dataset.item_ids[f["item"]])
     fs = FeatureSet.create(
@@ -161,7 +284,9 @@ def assemble(
     return fs
 
 
-def _apply_missing_policy(vectors: np.ndarray, failed: list[dict], policy: str, name: str) -> np.ndarray:
+def _apply_missing_policy(
+    vectors: np.ndarray, failed: list[dict[str, Any]], policy: str, name: str
+) -> np.ndarray:
     if not failed:
         return vectors
     idx = np.array([f["item"] for f in failed])

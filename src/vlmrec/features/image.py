@@ -1,19 +1,42 @@
 """Image encoders: EfficientNet-Lite0 (default), Inception-v3 pool features (paper-profile stand-in
-for ResNet50), and any transformers vision model by local path or hub id."""
+for ResNet50), and any transformers vision model by local path or hub id; the image extractor
+(`image`, `image-inception`, `image-hf`) and its options."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
+from pydantic import Field
 
 from vlmrec.errors import ModelError
 from vlmrec.features import weights
+from vlmrec.features.extraction import Extractor, ExtractorOptions
 
 log = logging.getLogger(__name__)
+
+
+class ImageEncoder(Protocol):
+    """What the image extractor needs of an encoder: `dim` (None when only known after the first
+    batch), `encode` a list of RGB images into (n, dim) float32, `describe` for the manifest."""
+
+    @property
+    def dim(self) -> int | None:
+        """Output dimension (None when only known after the first batch)."""
+        ...
+
+    def encode(self, images: list[Image.Image]) -> np.ndarray:
+        """One row per image."""
+        ...
+
+    def describe(self) -> dict:
+        """Model name, path and preprocessing, for the manifest."""
+        ...
 
 
 class ImageLoadError(Exception):
@@ -38,7 +61,9 @@ def _device(device: str | None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _to_tensor(images: list[Image.Image], size: int, resample=Image.BICUBIC) -> torch.Tensor:
+def _to_tensor(
+    images: list[Image.Image], size: int, resample: Image.Resampling = Image.Resampling.BICUBIC
+) -> torch.Tensor:
     arr = np.stack([np.asarray(im.resize((size, size), resample), dtype=np.float32) for im in images])
     return torch.from_numpy(arr).permute(0, 3, 1, 2) / 255.0
 
@@ -101,7 +126,7 @@ class InceptionPool:
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> np.ndarray:
-        x = (_to_tensor(images, self.size, Image.BILINEAR) * 255.0 / 128.0 - 1.0).to(self.device)
+        x = (_to_tensor(images, self.size, Image.Resampling.BILINEAR) * 255.0 / 128.0 - 1.0).to(self.device)
         out = self.net(x)
         out = out[0] if isinstance(out, (tuple, list)) else out
         return out.reshape(len(images), -1).float().cpu().numpy()
@@ -132,7 +157,7 @@ class HFImageModel:
                 f"cannot load image model {model!r} (local folder or reachable hub id needed): {e}"
             ) from e
         self.model_path = model
-        self.dim = None
+        self.dim: int | None = None
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> np.ndarray:
@@ -150,4 +175,56 @@ class HFImageModel:
             "model": self.name,
             "model_path": self.model_path,
             "preprocessing": f"AutoImageProcessor({type(self.processor).__name__}); pooler_output or mean hidden state",
+        }
+
+
+class ImageOptions(ExtractorOptions):
+    """Options of `image` (EfficientNet-Lite0) and `image-inception` (Inception-v3)."""
+
+    batch_size: int = Field(32, ge=1, description="images per encoder call")
+
+
+class ImageHFOptions(ImageOptions):
+    """Options of `image-hf` (any transformers vision model)."""
+
+    model: str = Field(description="transformers vision model: local folder or hub id (--model)")
+
+
+class ImageExtractor(Extractor):
+    """Pooled features of each item's image, `batch_size` images per encoder call; unreadable
+    images are reported (NaN rows, listed as failed), not zero-filled."""
+
+    def __init__(self, encoder: ImageEncoder, batch_size: int = 32, name: str = "image"):
+        if batch_size < 1:
+            raise ModelError(f"{name}: batch_size {batch_size}: must be >= 1")
+        self.name = name
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
+        """Vectors of the readable images; NaN rows for the others, with the reason."""
+        images, positions, failed = [], [], {}
+        for pos, path in enumerate(items["image_path"].tolist()):
+            try:
+                images.append(load_image(path))
+                positions.append(pos)
+            except ImageLoadError as e:
+                failed[pos] = str(e)
+        chunks = [
+            self.encoder.encode(images[s : s + self.batch_size])
+            for s in range(0, len(images), self.batch_size)
+        ]
+        dim = chunks[0].shape[1] if chunks else (self.encoder.dim or 1)
+        out = np.full((len(items), dim), np.nan, np.float32)
+        if chunks:
+            out[positions] = np.concatenate(chunks)
+        return out, failed
+
+    def manifest(self) -> dict[str, Any]:
+        """Extractor name, modality, batch size and the encoder's description."""
+        return {
+            "extractor": self.name,
+            "modality": "image",
+            **self.encoder.describe(),
+            "batch_size": self.batch_size,
         }

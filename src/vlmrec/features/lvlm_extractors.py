@@ -1,20 +1,25 @@
-"""Extractors built on an LVLM: structured-prompt embeddings, decoded descriptions (re-embedded
-as text, VLM4Rec) and decoded fill-in-the-blank attributes (one-hot, Pomo et al.)."""
+"""Extractors built on an LVLM: structured-prompt embeddings (`lvlm-embed`), decoded descriptions
+re-embedded as text (`lvlm-describe`, VLM4Rec) and decoded fill-in-the-blank attributes one-hot
+encoded (`lvlm-attributes`, Pomo et al.), with one options model each; and `describe_catalogue`
+(`vlmrec describe`). The registry (`vlmrec.features.registry`) imports this module, never the
+other way round."""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, model_validator
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError
 from vlmrec.features.attributes import AttributeEncoder
-from vlmrec.features.extractors import DescribedTextExtractor
+from vlmrec.features.describer import DescribedTextExtractor
+from vlmrec.features.extraction import Choices, Extractor, ExtractorOptions, extract
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.features.image import ImageLoadError, load_image
 from vlmrec.features.lvlm import LVLM, POOLINGS, GenerationOptions, VLLMGenerator, resolve_layers
@@ -38,7 +43,7 @@ def _probe_prompt(template: PromptTemplate) -> str:
     return template.render(PROBE_TITLE if template.uses_title else None)
 
 
-class LVLMEmbedExtractor:
+class LVLMEmbedExtractor(Extractor):
     """Pooled hidden states of the LVLM reading the item image under a structured prompt. Each call
     hands the whole chunk to `LVLM.embed`, which sorts it by prompt length into batches."""
 
@@ -140,7 +145,11 @@ class LVLMDescriber:
         texts = self.lvlm.generate(images, prompts, options=self.generation, batch_size=self.batch)
         out = []
         for text in texts:
-            rec = {"description": text, "source": self.source, "prompt_name": self.template.name}
+            rec: dict[str, Any] = {
+                "description": text,
+                "source": self.source,
+                "prompt_name": self.template.name,
+            }
             if self.template.kind == "fitb":
                 parsed = parse_fitb(text, self.template.slots)
                 rec.update(attributes=parsed.values, missing_slots=parsed.missing)
@@ -163,18 +172,21 @@ class LVLMDescribedText(DescribedTextExtractor):
             name="lvlm-describe",
             batch_size=describer.batch.size * self.GROUP_BATCHES,
         )
+        self.describer: LVLMDescriber = describer
 
     def manifest(self) -> dict[str, Any]:
         """The described-text manifest plus generation options and batch size."""
         return {**super().manifest(), **self.describer.run_manifest()}
 
 
-class LVLMAttributeExtractor:
-    """One-hot of decoded FITB attributes. The vocabulary (top keywords per slot + Other) is fitted
-    on the whole catalogue, so this extractor sees all items at once (`extract_all`); generation
-    itself goes through the resumable JSONL cache shared with `lvlm-describe`."""
+class LVLMAttributeExtractor(Extractor):
+    """One-hot of decoded FITB attributes. `fit` describes every item (through the resumable JSONL
+    cache shared with `lvlm-describe`, `fit_chunk` items at a time) and fits the vocabulary (top
+    keywords per slot + Other) on the whole catalogue; `process` one-hot encodes a chunk. Items
+    with a failed image or a missing slot are listed as failed and keep their (partial) rows."""
 
     name = "lvlm-attributes"
+    own_missing_policy = "none (missing slots leave their columns empty)"
 
     def __init__(
         self,
@@ -182,51 +194,46 @@ class LVLMAttributeExtractor:
         template: PromptTemplate,
         top: int = 50,
         cluster_threshold: float = 0.85,
-        batch_size: int = 64,
+        fit_chunk: int = 64,
     ):
-        if template.kind != "fitb":
-            raise ConfigError(
-                f"lvlm-attributes needs a fill-in-the-blank prompt (fitb); {template.name!r} is {template.kind}"
-            )
+        _require_fitb(template)
         self.described, self.template = described, template
-        self.top, self.cluster_threshold, self.chunk = top, cluster_threshold, batch_size
+        self.top, self.cluster_threshold, self.fit_chunk = top, cluster_threshold, fit_chunk
+        self.encoder: AttributeEncoder | None = None
+        self._answers: dict[str, dict[str, str]] = {}
+        self._failed: dict[str, str] = {}
 
-    def extract_all(self, dataset: Dataset, out: Path, missing: str = "mean") -> FeatureSet:
-        """Describe every item (through the cache), fit the vocabulary, write the one-hot FeatureSet."""
-        items = dataset.items
-        failed: dict[int, str] = {}
-        for s in range(0, len(items), self.chunk):  # fills the cache chunk by chunk (resumable)
-            _, f = self.described.descriptions(items.iloc[s : s + self.chunk])
-            failed.update({s + k: v for k, v in f.items()})
-        answers = []
+    def fit(self, items: pd.DataFrame) -> None:
+        """Describe every item (cached), read the parsed slots and fit the vocabulary on them."""
+        cache = self.described.cache
+        if cache is None:
+            raise ConfigError("lvlm-attributes needs a description cache")
+        failed_at: dict[int, str] = {}
+        for s in range(0, len(items), self.fit_chunk):  # fills the cache chunk by chunk (resumable)
+            _, f = self.described.descriptions(items.iloc[s : s + self.fit_chunk])
+            failed_at.update({s + k: v for k, v in f.items()})
+        self._answers, self._failed = {}, {}
         for pos, item_id in enumerate(items["item_id"].astype(str)):
-            rec = self.described.cache.get(self.described._key(item_id)) or {}
-            values = rec.get("attributes") or {}
-            if pos not in failed and rec.get("missing_slots"):
-                failed[pos] = f"FITB answer missing slot(s) {rec['missing_slots']}"
-            answers.append(values)
-        enc = self.described.encoder
-        encoder = AttributeEncoder(
-            self.template.slots, self.top, self.cluster_threshold, embed=enc.encode
-        ).fit(answers)
-        vectors = encoder.transform(answers)
-        fs = FeatureSet.create(
-            vectors,
-            dataset,
-            name=Path(out).name,
-            missing_policy="none (missing slots leave their columns empty)",
-            failed=[
-                {"item": int(p), "item_id": str(dataset.item_ids[p]), "reason": r}
-                for p, r in sorted(failed.items())
-            ],
-            **self.manifest(),
-            columns=encoder.columns,
-        )
-        fs.save(out)
-        return fs
+            rec = cache.get(self.described._key(item_id)) or {}
+            if pos in failed_at:
+                self._failed[item_id] = failed_at[pos]
+            elif rec.get("missing_slots"):
+                self._failed[item_id] = f"FITB answer missing slot(s) {rec['missing_slots']}"
+            self._answers[item_id] = rec.get("attributes") or {}
+        self.encoder = AttributeEncoder(
+            self.template.slots, self.top, self.cluster_threshold, embed=self.described.encoder.encode
+        ).fit(list(self._answers.values()))
+
+    def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
+        """One-hot rows of a chunk (a missing slot sets no column) and its failures."""
+        if self.encoder is None:
+            raise ConfigError("lvlm-attributes: fit the extractor on the item table before processing items")
+        ids = items["item_id"].astype(str).tolist()
+        vectors = self.encoder.transform([self._answers.get(i, {}) for i in ids])
+        return vectors, {pos: self._failed[i] for pos, i in enumerate(ids) if i in self._failed}
 
     def manifest(self) -> dict[str, Any]:
-        """Provenance: describer, prompt, generation options, batch size, vocabulary recipe."""
+        """Provenance: describer, prompt, generation options, batch size, vocabulary recipe and columns."""
         return {
             "extractor": self.name,
             "modality": "attributes (decoded by LVLM)",
@@ -241,7 +248,18 @@ class LVLMAttributeExtractor:
             "cluster_threshold": self.cluster_threshold,
             "preprocessing": "FITB parse; lower-case, articles stripped, rule lemmatiser; near-duplicates merged by "
             "sentence-embedding cosine; top keywords per slot + Other; one-hot",
+            **({"columns": self.encoder.columns} if self.encoder is not None else {}),
         }
+
+
+def _require_fitb(template: PromptTemplate) -> None:
+    if template.kind != "fitb":
+        raise ConfigError(
+            f"lvlm-attributes needs a fill-in-the-blank prompt (fitb); {template.name!r} is {template.kind}"
+        )
+
+
+# ---- options ---------------------------------------------------------------------------------
 
 
 class LoadOptions(BaseModel):
@@ -249,151 +267,181 @@ class LoadOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["transformers", "vllm"] = "transformers"
-    device: str | None = None
-    dtype: Literal["float32", "float16", "bfloat16"] | None = None
-    load_in_4bit: bool = False
-    trust_remote_code: bool = False
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers, or vllm (generation only)"
+    )
+    device: str | None = Field(None, description="torch device (default: cuda when present, else cpu)")
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
+        None, description="weights dtype (default: bf16/fp16 on GPU, fp32 on CPU)"
+    )
+    load_in_4bit: bool = Field(False, description="4-bit weights (bitsandbytes, GPU)")
+    trust_remote_code: bool = Field(False, description="run the checkpoint's own modelling code")
 
-
-EMBED_KEYS = ("layer", "pooling")
-DESCRIBE_KEYS = ("cache", "text_encoder", "text_model")
-ATTRIBUTE_KEYS = ("top",)
-
-
-def _split_options(
-    options: dict[str, Any], extractor: str, own: tuple[str, ...], generation: bool
-) -> tuple[LoadOptions, GenerationOptions, dict[str, Any]]:
-    """Split an options dict into load options, generation options and the extractor's own keys;
-    any other key is an error that lists the valid ones."""
-    load_keys, gen_keys = set(LoadOptions.model_fields), set(GenerationOptions.model_fields)
-    valid = load_keys | set(own) | (gen_keys if generation else set())
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        hint = (
-            " (generation options apply to lvlm-describe / lvlm-attributes)"
-            if set(unknown) & gen_keys
-            else ""
-        )
-        raise ConfigError(
-            f"{extractor}: unknown option(s) {unknown}{hint}; valid: batch_size, prompt, {', '.join(sorted(valid))}"
-        )
-    try:
-        load = LoadOptions(**{k: v for k, v in options.items() if k in load_keys})
-    except ValidationError as e:
-        raise ConfigError(f"{extractor}: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
-    gen = GenerationOptions.from_options({k: v for k, v in options.items() if k in gen_keys})
-    return load, gen, {k: v for k, v in options.items() if k in own}
-
-
-def _lvlm(model: str | None, load: LoadOptions, generation: GenerationOptions) -> LVLM | VLLMGenerator:
-    if load.backend == "vllm":
-        if load.device or load.dtype or load.load_in_4bit:
-            raise ConfigError(
+    @model_validator(mode="after")
+    def _backend_choices(self) -> LoadOptions:
+        if self.backend == "vllm" and (self.device or self.dtype or self.load_in_4bit):
+            raise ValueError(
                 "the vLLM backend chooses device and dtype itself: drop device, dtype, load_in_4bit"
             )
-        return VLLMGenerator(model, generation=generation, trust_remote_code=load.trust_remote_code)
+        return self
+
+
+GENERATIVE = "lvlm-describe / lvlm-attributes"
+
+
+class LVLMOptions(ExtractorOptions, LoadOptions):
+    """What every LVLM extractor takes: the checkpoint, the prompt, the batch size, load options."""
+
+    model: str | None = Field(None, description="LVLM checkpoint folder or hub id (--model)")
+    prompt: str = Field("free", description="prompt template name or YAML file (--prompt)")
+    batch_size: int | None = Field(
+        None, ge=0, description="items per model call; unset or 0: chosen from free GPU memory (CPU: 8)"
+    )
+
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> str | None:
+        """`fields` belongs to the text extractors; the LVLM reads the image and the prompt."""
+        if key == "fields":
+            return "--fields does not apply: the LVLM reads the image and the prompt"
+        return None
+
+
+def _layer(value: Any) -> int | str:
+    """A hidden-state index (int, or its text) or 'mean_last_N'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"mean_last_\d+", value):
+        return value
+    raise ValueError("expected a hidden-state index (-1 last, 0 embeddings) or 'mean_last_N'")
+
+
+Layer = Annotated[int | str, BeforeValidator(_layer)]
+Pooling = Annotated[str, Choices(POOLINGS)]
+
+
+class LVLMEmbedOptions(LVLMOptions):
+    """Options of `lvlm-embed` (pooled hidden states)."""
+
+    layer: Layer = Field(-1, description="hidden-state layer: index (-1 last, 0 embeddings) or mean_last_N")
+    pooling: Pooling = Field("mean", description="token pooling of the chosen layer")
+
+    @model_validator(mode="after")
+    def _transformers_only(self) -> LVLMEmbedOptions:
+        if self.backend != "transformers":
+            raise ValueError("lvlm-embed needs the transformers backend (vLLM exposes no hidden states)")
+        return self
+
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> str | None:
+        """Generation and description options belong to the generative LVLM extractors."""
+        if key in GenerationOptions.model_fields:
+            return f"generation options apply to {GENERATIVE}"
+        if key in LVLMAttributesOptions.model_fields:
+            return f"{key} applies to {GENERATIVE}"
+        return super().unknown_key_hint(key)
+
+
+class LVLMDescribeOptions(LVLMOptions, GenerationOptions):
+    """Options of `lvlm-describe` (and `vlmrec describe`): load and generation options, the
+    description cache and the text model that embeds 'title. description'."""
+
+    cache: Path | None = Field(
+        None, description="description cache (JSONL; default: a file next to the output folder)"
+    )
+    text_model: str = Field("minilm", description="sentence-transformers model for 'title. description'")
+    text_encoder: SkipValidation[Any] = Field(
+        None, exclude=True, description="a ready text encoder object (Python API only; else text_model)"
+    )
+
+    def generation_options(self) -> GenerationOptions:
+        """The generation options alone (what `LVLM.generate` and the cache key read)."""
+        return GenerationOptions.model_validate(self.model_dump(include=set(GenerationOptions.model_fields)))
+
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> str | None:
+        """layer/pooling belong to lvlm-embed, top/cluster_threshold to lvlm-attributes."""
+        if key in ("layer", "pooling"):
+            return "layer and pooling apply to lvlm-embed only"
+        if key in LVLMAttributesOptions.model_fields:
+            return f"{key} applies to lvlm-attributes only"
+        return super().unknown_key_hint(key)
+
+
+class LVLMAttributesOptions(LVLMDescribeOptions):
+    """Options of `lvlm-attributes`: as lvlm-describe, plus the vocabulary's size and clustering."""
+
+    top: int = Field(50, ge=1, description="keywords kept per slot (the rest pooled in Other)")
+    cluster_threshold: float = Field(
+        0.85, gt=0, le=1, description="cosine above which keywords are merged into one"
+    )
+
+
+# ---- builders --------------------------------------------------------------------------------
+
+
+def _transformers_lvlm(o: LVLMOptions, generation: GenerationOptions) -> LVLM:
     return LVLM(
-        model,
-        device=load.device,
-        dtype=load.dtype,
-        load_in_4bit=load.load_in_4bit,
-        trust_remote_code=load.trust_remote_code,
+        o.model,
+        device=o.device,
+        dtype=o.dtype,
+        load_in_4bit=o.load_in_4bit,
+        trust_remote_code=o.trust_remote_code,
         generation=generation,
     )
 
 
-def _batch(batch_size: int | None) -> int | None:
-    """0 or None: choose automatically; otherwise the caller's batch size, which always wins."""
-    if batch_size is None or batch_size == 0:
-        return None
-    if int(batch_size) < 0:
-        raise ConfigError(f"batch_size {batch_size}: must be >= 1 (or 0 / unset for automatic)")
-    return int(batch_size)
+def _lvlm(o: LVLMOptions, generation: GenerationOptions) -> LVLM | VLLMGenerator:
+    if o.backend == "vllm":
+        return VLLMGenerator(o.model, generation=generation, trust_remote_code=o.trust_remote_code)
+    return _transformers_lvlm(o, generation)
 
 
-def _no_fields(fields: Any, extractor: str) -> None:
-    if fields:
-        raise ConfigError(f"{extractor}: --fields does not apply (the LVLM reads the image and the prompt)")
+def _described(o: LVLMDescribeOptions, template: PromptTemplate, default_cache: Path) -> LVLMDescribedText:
+    generation = o.generation_options()
+    describer = LVLMDescriber(_lvlm(o, generation), template, generation, o.batch_size or None)
+    encoder = o.text_encoder or SentenceEncoder(o.text_model)
+    return LVLMDescribedText(describer, encoder, o.cache or default_cache)
 
 
-def _embed_only(rest: dict[str, Any], extractor: str) -> None:
-    """The CLI passes layer/pooling to every LVLM extractor; only their defaults are accepted here."""
-    if rest.pop("layer", -1) not in (-1, "-1") or rest.pop("pooling", "mean") != "mean":
-        raise ConfigError(f"{extractor}: layer and pooling apply to lvlm-embed only")
+def embed_extractor(o: LVLMEmbedOptions, out: Path) -> LVLMEmbedExtractor:
+    """`lvlm-embed` from its validated options."""
+    template = load_template(o.prompt)
+    lvlm = _transformers_lvlm(o, GenerationOptions.model_validate({}))
+    return LVLMEmbedExtractor(lvlm, template, o.layer, o.pooling, batch_size=o.batch_size or None)
 
 
-def build_lvlm_embed(
-    model: str | None,
-    out: Path,
-    prompt: str | None = None,
-    batch_size: int | None = None,
-    fields: Any = None,
-    items: pd.DataFrame | None = None,
-    **options: Any,
-) -> LVLMEmbedExtractor:
-    """`lvlm-embed`: options are the load options plus layer and pooling."""
-    _no_fields(fields, "lvlm-embed")
-    load, gen, rest = _split_options(options, "lvlm-embed", EMBED_KEYS, generation=False)
-    if load.backend != "transformers":
-        raise ConfigError("lvlm-embed needs the transformers backend (vLLM exposes no hidden states)")
-    return LVLMEmbedExtractor(
-        _lvlm(model, load, gen),
-        load_template(prompt or "free"),
-        rest.get("layer", -1),
-        rest.get("pooling", "mean"),
-        batch_size=_batch(batch_size),
+def describe_extractor(o: LVLMDescribeOptions, out: Path) -> LVLMDescribedText:
+    """`lvlm-describe` from its validated options (descriptions cached next to `out` by default)."""
+    return _described(o, load_template(o.prompt), Path(out).parent / ".lvlm_descriptions.jsonl")
+
+
+def attributes_extractor(o: LVLMAttributesOptions, out: Path) -> LVLMAttributeExtractor:
+    """`lvlm-attributes` from its validated options (the prompt must be fill-in-the-blank)."""
+    template = load_template(o.prompt)
+    _require_fitb(template)  # before the model is loaded
+    described = _described(o, template, Path(out).parent / ".lvlm_descriptions.jsonl")
+    return LVLMAttributeExtractor(described, template, o.top, o.cluster_threshold)
+
+
+def build_lvlm_embed(model: str | None, out: str | Path, **options: Any) -> LVLMEmbedExtractor:
+    """`lvlm-embed` from plain keywords (validated by LVLMEmbedOptions)."""
+    return embed_extractor(LVLMEmbedOptions.parse({"model": model, **options}, "lvlm-embed"), Path(out))
+
+
+def build_lvlm_describe(model: str | None, out: str | Path, **options: Any) -> LVLMDescribedText:
+    """`lvlm-describe` from plain keywords (validated by LVLMDescribeOptions)."""
+    return describe_extractor(
+        LVLMDescribeOptions.parse({"model": model, **options}, "lvlm-describe"), Path(out)
     )
 
 
-def _described(
-    lvlm: LVLM | VLLMGenerator,
-    out: Path,
-    prompt: str | None,
-    generation: GenerationOptions,
-    batch_size: int | None,
-    rest: dict[str, Any],
-) -> tuple[LVLMDescribedText, PromptTemplate]:
-    template = load_template(prompt or "free")
-    describer = LVLMDescriber(lvlm, template, generation, _batch(batch_size))
-    cache = rest.get("cache") or (Path(out).parent / ".lvlm_descriptions.jsonl")
-    encoder = rest.get("text_encoder") or SentenceEncoder(rest.get("text_model") or "minilm")
-    return LVLMDescribedText(describer, encoder, cache), template
-
-
-def build_lvlm_describe(
-    model: str | None,
-    out: Path,
-    prompt: str | None = None,
-    batch_size: int | None = None,
-    fields: Any = None,
-    items: pd.DataFrame | None = None,
-    **options: Any,
-) -> LVLMDescribedText:
-    """`lvlm-describe`: options are the load and generation options plus cache, text_model."""
-    _no_fields(fields, "lvlm-describe")
-    load, gen, rest = _split_options(options, "lvlm-describe", DESCRIBE_KEYS + EMBED_KEYS, generation=True)
-    _embed_only(rest, "lvlm-describe")
-    return _described(_lvlm(model, load, gen), out, prompt, gen, batch_size, rest)[0]
-
-
-def build_lvlm_attributes(
-    model: str | None,
-    out: Path,
-    prompt: str | None = None,
-    batch_size: int | None = None,
-    fields: Any = None,
-    items: pd.DataFrame | None = None,
-    **options: Any,
-) -> LVLMAttributeExtractor:
-    """`lvlm-attributes`: as lvlm-describe, plus top (keywords kept per slot)."""
-    _no_fields(fields, "lvlm-attributes")
-    load, gen, rest = _split_options(
-        options, "lvlm-attributes", DESCRIBE_KEYS + EMBED_KEYS + ATTRIBUTE_KEYS, generation=True
+def build_lvlm_attributes(model: str | None, out: str | Path, **options: Any) -> LVLMAttributeExtractor:
+    """`lvlm-attributes` from plain keywords (validated by LVLMAttributesOptions)."""
+    return attributes_extractor(
+        LVLMAttributesOptions.parse({"model": model, **options}, "lvlm-attributes"), Path(out)
     )
-    _embed_only(rest, "lvlm-attributes")
-    described, template = _described(_lvlm(model, load, gen), out, prompt, gen, batch_size, rest)
-    return LVLMAttributeExtractor(described, template, int(rest.get("top", 50)))
 
 
 def describe_catalogue(
@@ -406,16 +454,23 @@ def describe_catalogue(
 ) -> dict[str, FeatureSet]:
     """`vlmrec describe`: generate (cached, resumable) descriptions, then write the described-text
     FeatureSet (`out/text`) and, for FITB prompts, the one-hot attributes (`out/attributes`).
-    `batch_size` None or 0 chooses from free GPU memory (CPU: a small default)."""
-    from vlmrec.features.extraction import extract
-
+    `options` are lvlm-describe's (LVLMDescribeOptions: load and generation options, cache,
+    text_model); the cache defaults to `out/descriptions.jsonl`. `batch_size` None or 0 chooses
+    from free GPU memory (CPU: a small default)."""
+    o = LVLMDescribeOptions.parse(
+        {"model": model, "prompt": prompt, "batch_size": batch_size, **options}, "lvlm-describe"
+    )
     out = Path(out)
-    load, gen, rest = _split_options(options, "describe", DESCRIBE_KEYS, generation=True)
-    rest["cache"] = rest.get("cache") or out / "descriptions.jsonl"
-    described, template = _described(_lvlm(model, load, gen), out / "text", prompt, gen, batch_size, rest)
-    result = {"text": extract(dataset, described, out / "text")}
+    template = load_template(o.prompt)
+    described = _described(o, template, out / "descriptions.jsonl")
+    result = {"text": _complete(extract(dataset, described, out / "text"))}
     if template.kind == "fitb":
-        result["attributes"] = LVLMAttributeExtractor(described, template).extract_all(
-            dataset, out / "attributes"
-        )
+        attributes = LVLMAttributeExtractor(described, template)
+        result["attributes"] = _complete(extract(dataset, attributes, out / "attributes"))
     return result
+
+
+def _complete(fs: FeatureSet | None) -> FeatureSet:
+    if fs is None:  # only when extract() is told to stop early, which describe_catalogue never does
+        raise ConfigError("extraction stopped before every chunk was done; run it again to resume")
+    return fs

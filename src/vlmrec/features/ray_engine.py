@@ -6,7 +6,8 @@ Every chunk is written atomically to `out/.partial/` by the worker that computed
   * a failed run resumes by skipping the chunks already written;
   * a killed worker's chunk is retried (actor restarts, then a further pass over missing chunks);
   * the FeatureSet is assembled only when every chunk (every item, processed or failed) is there.
-Extractor models are built inside the workers from (name, model, options), never pickled.
+Extractor models are built inside the workers from (name, validated options), never pickled, and
+fitted there on the item table (the fit is deterministic, so every worker learns the same state).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError, DataError
-from vlmrec.features.extraction import MISSING_POLICIES, assemble, prepare_partial
+from vlmrec.features.extraction import MISSING_POLICIES, ExtractorOptions, assemble, prepare_partial
 from vlmrec.features.featureset import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -38,19 +40,16 @@ def _ray():
 
 
 class ChunkWorker:
-    """A Ray Data actor: builds the extractor once, then processes whole chunks."""
+    """A Ray Data actor: builds and fits the extractor once, then processes whole chunks."""
 
-    def __init__(
-        self, dataset_dir: str, extractor: str, model: str | None, options: dict, out: str, chunk_size: int
-    ):
-        from vlmrec.features.extractors import build_extractor
+    def __init__(self, dataset_dir: str, extractor: str, options: dict, out: str, chunk_size: int):
+        from vlmrec.features.registry import build
         from vlmrec.provenance import set_threads
 
         set_threads(1)
         self.dataset = Dataset.load(dataset_dir)
-        self.extractor = build_extractor(
-            extractor, Path(out), model=model, items=self.dataset.items, **options
-        )
+        self.extractor = build(extractor, options, Path(out))
+        self.extractor.fit(self.dataset.items)
         self.out, self.chunk_size = Path(out), chunk_size
 
     def __call__(self, batch: dict) -> dict:
@@ -74,6 +73,7 @@ class ChunkWorker:
             "chunk": np.array(chunks),
             "items": np.array(done),
             "manifest": np.array([json.dumps(self.extractor.manifest(), default=str)] * len(chunks)),
+            "own_missing_policy": np.array([self.extractor.own_missing_policy or ""] * len(chunks)),
         }
 
 
@@ -82,25 +82,37 @@ def extract_ray(
     extractor: str,
     out: str | Path,
     model: str | None = None,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | ExtractorOptions | None = None,
     chunk_size: int = 256,
     missing: str = "mean",
     address: str | None = None,
     num_workers: int | None = None,
     max_passes: int = 3,
 ) -> FeatureSet:
+    """Extract on a Ray cluster (started locally unless `address` names one): the same chunks,
+    resume and FeatureSet as `extraction.extract`. `options` are the extractor's (validated here,
+    before the cluster starts); `model` is one of them, given separately as in `build_extractor`."""
+    from vlmrec.features.registry import get_spec, parse_options
+
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing-item policy {missing!r}: choose one of {MISSING_POLICIES}")
+    if not get_spec(extractor).distributable:
+        raise ConfigError(
+            f"extractor {extractor!r} fits on generated output of the whole catalogue; run it with --engine local"
+        )
+    if model is not None:
+        given = options.model_dump(exclude_unset=True) if isinstance(options, ExtractorOptions) else options
+        options = {**(given or {}), "model": model}
+    validated = parse_options(extractor, options)
     ray = _ray()
 
     dataset_dir, out = Path(dataset_dir).resolve(), Path(out).resolve()
     ds = Dataset.load(dataset_dir)
-    options = {k: v for k, v in (options or {}).items() if k != "items"}
+    payload = validated.model_dump(mode="json")  # what the workers rebuild the extractor from
     spec = {
         "engine": "chunks-v1",
         "extractor": extractor,
-        "model": model,
-        "options": options,
+        "options": payload,
         "chunk_size": chunk_size,
     }
     started_here = not ray.is_initialized()
@@ -117,7 +129,9 @@ def extract_ray(
         # an actor pool larger than the free CPUs deadlocks: size it from what is available
         cap = int(free.get("GPU", 0)) if gpus else max(1, int(free.get("CPU", 1)))
         n_workers = max(1, min(num_workers or cap, cap))
-        manifest, t0 = None, time.perf_counter()
+        manifest: dict | None = None
+        own_policy: str | None = None
+        t0 = time.perf_counter()
         for attempt in range(max_passes):
             todo = prepare_partial(out, ds, spec)
             if not todo:
@@ -130,8 +144,7 @@ def extract_ray(
                 fn_constructor_kwargs={
                     "dataset_dir": str(dataset_dir),
                     "extractor": extractor,
-                    "model": model,
-                    "options": options,
+                    "options": payload,
                     "out": str(out),
                     "chunk_size": chunk_size,
                 },
@@ -145,6 +158,7 @@ def extract_ray(
             try:
                 for row in pipeline.iter_rows():
                     manifest = manifest or json.loads(row["manifest"])
+                    own_policy = str(row["own_missing_policy"]) or None
             except Exception as e:  # a pass can fail when a worker dies; missing chunks are redone next pass
                 log.warning(
                     "ray pass %d ended with %s: %s; retrying missing chunks", attempt + 1, type(e).__name__, e
@@ -152,9 +166,11 @@ def extract_ray(
         if prepare_partial(out, ds, spec):
             raise DataError(f"{out}: chunks still missing after {max_passes} passes; re-run to resume")
         if manifest is None:  # every chunk was done by an earlier run: build the manifest here
-            from vlmrec.features.extractors import build_extractor
+            from vlmrec.features.registry import build
 
-            manifest = build_extractor(extractor, out, model=model, items=ds.items, **options).manifest()
+            local = build(extractor, validated, out)
+            local.fit(ds.items)
+            manifest, own_policy = local.manifest(), local.own_missing_policy
         return assemble(
             ds,
             out,
@@ -162,6 +178,7 @@ def extract_ray(
             chunk_size,
             missing,
             time.perf_counter() - t0,
+            own_missing_policy=own_policy,
             engine="ray",
             ray_workers=n_workers,
         )
