@@ -214,21 +214,33 @@ def test_fusion_methods(small_planted):
     assert np.allclose(s.vectors, 2 * zn, atol=1e-5)
 
 
-def test_align_is_fitted_on_training_items_only(small_planted):
-    ds, _ = small_planted
+def _dataset_with_cold_items():
+    """Six users; items i0..i4 in training, i5..i7 only in the test split (cold items)."""
+    train = pd.DataFrame({"user_id": [f"u{u}" for u in range(6) for _ in range(2)]})
+    train["item_id"] = [f"i{(u + k) % 5}" for u in range(6) for k in range(2)]
+    test = pd.DataFrame({"user_id": ["u0", "u1", "u2"], "item_id": ["i5", "i6", "i7"]})
+    return build_dataset("cold", train, train.iloc[:0], test)
+
+
+def test_align_is_fitted_on_training_items_only():
+    ds = _dataset_with_cold_items()
     rng = np.random.default_rng(1)
     image = rng.normal(size=(ds.n_items, 6))
     text = image @ rng.normal(size=(6, 5))  # text is a linear function of image
     out1 = fuse([_fs(ds, text, "t"), _fs(ds, image, "i")], "align", dataset=ds)
-    assert out1.manifest["align"]["fitted_on_items"] == len(np.unique(ds.train["item"]))
-    # changing the features of an item unseen in training leaves the map (and the other rows) unchanged
-    unseen = np.setdiff1d(np.arange(ds.n_items), ds.train["item"].to_numpy())
     seen = np.unique(ds.train["item"].to_numpy())
-    if len(unseen):
-        image2 = image.copy()
-        image2[unseen] += 5
-        out2 = fuse([_fs(ds, text, "t"), _fs(ds, image2, "i")], "align", dataset=ds)
-        assert np.allclose(out1.vectors[seen], out2.vectors[seen], atol=1e-5)
+    unseen = np.setdiff1d(np.arange(ds.n_items), seen)
+    assert out1.manifest["align"]["fitted_on_items"] == len(seen) == 5 and len(unseen) == 3
+    # changing the features of items unseen in training leaves the map (and the other rows) unchanged
+    image2 = image.copy()
+    image2[unseen] += 5
+    out2 = fuse([_fs(ds, text, "t"), _fs(ds, image2, "i")], "align", dataset=ds)
+    assert np.allclose(out1.vectors[seen], out2.vectors[seen], atol=1e-5)
+    # while changing a training item's features changes the map
+    image3 = image.copy()
+    image3[seen[0]] += 5
+    out3 = fuse([_fs(ds, text, "t"), _fs(ds, image3, "i")], "align", dataset=ds)
+    assert not np.allclose(out1.vectors[seen[1:]], out3.vectors[seen[1:]], atol=1e-5)
 
 
 def test_missing_image_falls_back_to_text_in_mean_fusion(tmp_path):
@@ -256,8 +268,7 @@ def test_controls(small_planted):
     assert not np.allclose(sh.vectors, fs.vectors)
     assert np.array_equal(sh.vectors, make_control(fs, "shuffled", seed=3).vectors)
     assert np.all(make_control(fs, "zero").vectors == 0)
-    big = _fs(ds, np.repeat(x, 1, 0), "real")
-    r = make_control(big, "random", seed=1)
+    r = make_control(fs, "random", seed=1)
     assert r.manifest["control"] == "random" and r.name == "real~random"
     # matched moments: check on a large sample
     xs = rng.normal(size=(5000, 3)) @ np.array([[1, 0.5, 0], [0, 1, 0.3], [0, 0, 2]]) + 3
