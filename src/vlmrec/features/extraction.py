@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, get_args
@@ -77,11 +77,17 @@ class ExtractorOptions(BaseModel):
         return None
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any] | ExtractorOptions | None, extractor: str) -> Self:
+    def parse(
+        cls,
+        raw: Mapping[str, Any] | ExtractorOptions | None,
+        extractor: str,
+        elsewhere: Callable[[str], str | None] | None = None,
+    ) -> Self:
         """Validate a plain mapping (CLI, YAML, Python keywords) into this model, or raise a
         ConfigError naming `extractor`, each bad key and the valid keys. `None` for one of
-        UNSET_WHEN_NONE means not set. An instance of this model is returned as it is."""
-        if isinstance(raw, cls):
+        UNSET_WHEN_NONE means not set. An instance of this model is returned as it is.
+        `elsewhere(key)` may say where an unknown key belongs when the model has no hint of its own."""
+        if type(raw) is cls:
             return raw
         if isinstance(raw, ExtractorOptions):
             raw = raw.model_dump(exclude_unset=True)
@@ -89,7 +95,8 @@ class ExtractorOptions(BaseModel):
         valid = ", ".join(sorted(cls.model_fields))
         unknown = sorted(set(given) - set(cls.model_fields))
         if unknown:
-            hints = list(dict.fromkeys(h for h in (cls.unknown_key_hint(k) for k in unknown) if h))
+            found = (cls.unknown_key_hint(k) or (elsewhere(k) if elsewhere else None) for k in unknown)
+            hints = list(dict.fromkeys(h for h in found if h))
             raise ConfigError(
                 f"extractor {extractor!r}: unknown option{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(map(repr, unknown))}{' (' + '; '.join(hints) + ')' if hints else ''}; "
@@ -98,13 +105,11 @@ class ExtractorOptions(BaseModel):
         try:
             return cls.model_validate(given)
         except ValidationError as e:
-            raise ConfigError(
-                f"extractor {extractor!r}: {_problems(e, cls)}; valid options: {valid}"
-            ) from None
+            raise ConfigError(f"extractor {extractor!r}: {_problems(e, cls)}") from None
 
 
 def _problems(e: ValidationError, model: type[BaseModel]) -> str:
-    """One clause per validation error: `key=value: message`, or `option 'key' is required: ...`."""
+    """One clause per validation error: `key=value: message`, or `option 'key' is required (...)`."""
     out = []
     for err in e.errors():
         key = ".".join(str(x) for x in err["loc"]) or "options"

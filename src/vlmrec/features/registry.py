@@ -159,29 +159,16 @@ def parse_options(name: str, options: Mapping[str, Any] | ExtractorOptions | Non
     """Extractor `name`'s options, validated: a mapping (CLI, YAML, keywords) or an options object.
     Unknown keys are refused with the valid ones and, where another extractor takes the key, which."""
     spec = get_spec(name)
-    if isinstance(options, ExtractorOptions) and not isinstance(options, spec.options):
+    if isinstance(options, ExtractorOptions) and type(options) is not spec.options:
         raise ConfigError(
             f"extractor {name!r}: options of type {type(options).__name__}, expected {spec.options.__name__}"
         )
-    try:
-        return spec.options.parse(options, name)
-    except ConfigError as e:
-        unknown = (
-            set(options or {}) - set(spec.options.model_fields) if isinstance(options, Mapping) else set()
-        )
-        hint = _elsewhere(name, unknown, spec.options)
-        raise ConfigError(f"{e}{hint}") from None
 
-
-def _elsewhere(name: str, keys: Iterable[str], model: type[ExtractorOptions]) -> str:
-    """'(k is an option of a, b)' for unknown keys that other extractors take and the model has no
-    hint of its own for."""
-    notes = []
-    for key in sorted(keys):
+    def elsewhere(key: str) -> str | None:
         owners = [s.name for s in SPECS if s.name != name and key in s.options.model_fields]
-        if owners and model.unknown_key_hint(key) is None:
-            notes.append(f"{key!r} is an option of {', '.join(owners)}")
-    return f" ({'; '.join(notes)})" if notes else ""
+        return f"{key!r} is an option of {', '.join(owners)}" if owners else None
+
+    return spec.options.parse(options, name, elsewhere)
 
 
 def build(name: str, options: Mapping[str, Any] | ExtractorOptions | None, out: str | Path) -> Extractor:
