@@ -345,14 +345,14 @@ def describe(
     gen: list[str] = typer.Option(
         [],
         "--gen",
-        help="Generation option KEY=VALUE, repeatable: max_new_tokens, do_sample, temperature, top_p, top_k, "
-        "num_beams, repetition_penalty, seed, ... (see `vlmrec extract --list --extractor lvlm-describe`).",
+        help="Generation option KEY=VALUE, repeatable, e.g. --gen do_sample=true --gen temperature=0.7 "
+        "(all of them: `vlmrec extract --list --extractor lvlm-describe`).",
     ),
     option: list[str] = typer.Option(
         [],
         "--option",
         "-o",
-        help="Other lvlm-describe option KEY=VALUE, repeatable: device, dtype, backend, cache, text_model, ...",
+        help="Any other lvlm-describe option KEY=VALUE, repeatable, e.g. -o device=cuda:1 -o text_model=mpnet.",
     ),
     load_in_4bit: bool = typer.Option(False, help="4-bit weights (needs bitsandbytes and a GPU)."),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
