@@ -613,8 +613,6 @@ def test_factories_honour_batch_size_and_record_options(tiny_models, tmp_path):
         batch_size=5,
         max_new_tokens=7,
         num_beams=2,
-        layer=-1,
-        pooling="mean",
         text_encoder=FakeTextEncoder(),
     )
     m = desc.manifest()
