@@ -23,6 +23,7 @@ import pandas as pd
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.data.prepare import input_signature, prepare_dataset
+from vlmrec.experiments.artifacts import CellArtifact
 from vlmrec.experiments.cell import run_cell
 from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
 from vlmrec.experiments.results import write_results
@@ -178,10 +179,10 @@ class Runner:
             "mask": ev.mask,
         }
         key = _key(spec)
-        cell_dir = self.out / "cells" / key
-        if (cell_dir / "cell.json").exists():
+        done = CellArtifact.find(self.out, key)
+        if done is not None:
             self.cells_skipped += 1
-            return json.loads((cell_dir / "cell.json").read_text())
+            return done.record()
         self.on_event(f"{model.display} [{features_label}] {params or ''} seed {seed}")
         res = run_cell(
             ds,
@@ -202,25 +203,18 @@ class Runner:
             "valid_score": res.valid_score,
             "cell": key,
         }
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        res.results.assign(**extra).to_parquet(cell_dir / "results.parquet", index=False)
-        res.per_user.assign(**extra).to_parquet(cell_dir / "per_user.parquet", index=False)
-        if hasattr(res.model, "user_factors_"):  # lets `vlmrec serve --run` serve this exact model
-            np.savez(
-                cell_dir / "factors.npz",
-                user_factors=res.model.user_factors_,
-                item_factors=res.model.item_factors_,
-            )
         record = {
             **spec,
-            "key": key,
             "valid_score": res.valid_score,
             "seconds": round(res.seconds, 3),
             "code_version": code_version(),
             "epochs_run": getattr(res.model, "epochs_run_", None),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        (cell_dir / "cell.json").write_text(json.dumps(record, indent=1, default=str))  # completion marker
+        CellArtifact.write(
+            self.out, key, record, res.results.assign(**extra), res.per_user.assign(**extra), res.model
+        )
+        record = {**record, "key": key}
         self.cells_run += 1
         return record
 
@@ -282,6 +276,7 @@ class Runner:
                         rec = self._cell(ds, model, selection["params"], ctrl, ctrl_label, kind, seed)
                         selected[rec["key"]] = grid_size
         results, per_user = self.collect(list(selected))
+        self.prune_models(set(selected))
         results["grid_size"] = results["cell"].map(selected).astype("int64")
         write_results(self.out, results, per_user)
         run_info = {
@@ -309,14 +304,17 @@ class Runner:
         return RunOutput(self.out, ds, results, per_user, self.cells_run, self.cells_skipped)
 
     def collect(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        cells = self.out / "cells"
-        res = pd.concat(
-            [pd.read_parquet(cells / k / "results.parquet") for k in dict.fromkeys(keys)], ignore_index=True
-        )
-        per = pd.concat(
-            [pd.read_parquet(cells / k / "per_user.parquet") for k in dict.fromkeys(keys)], ignore_index=True
-        )
+        """Results and per-user rows of the given cells, read through their artifacts."""
+        cells = [CellArtifact(CellArtifact.folder(self.out, k)) for k in dict.fromkeys(keys)]
+        res = pd.concat([c.results() for c in cells], ignore_index=True)
+        per = pd.concat([c.per_user() for c in cells], ignore_index=True)
         return res, per
+
+    def prune_models(self, keep: set[str]) -> None:
+        """Drop the saved models of cells that model selection did not choose (their rows stay)."""
+        for cell in CellArtifact.all(self.out):
+            if cell.directory.name not in keep and cell.has_model:
+                cell.drop_model()
 
 
 def _nanmean(values: list[float]) -> float:

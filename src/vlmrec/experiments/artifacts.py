@@ -1,0 +1,131 @@
+"""The cell artifact: the only writer and reader of a run's `cells/<key>/` folders.
+
+A cell is one trained and evaluated model (dataset x model x params x features x control x
+seed). Its folder holds `cell.json` (what determined it and what it measured, written last: its
+presence marks the cell complete), `results.parquet` and `per_user.parquet` (tidy rows), and
+`model/` (the fitted model, `Recommender.save`), so serving and reports load exactly the
+evaluated model. A cell is written into a temporary folder and renamed into place, so a killed run
+never leaves a half-written cell behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vlmrec.errors import ConfigError
+from vlmrec.models.base import Recommender
+
+CELL_FORMAT = 1
+
+
+class CellArtifact:
+    """One cell folder of a run."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    # ---- locating ------------------------------------------------------------------------
+    @staticmethod
+    def folder(run_dir: str | Path, key: str) -> Path:
+        """Where the cell `key` of run `run_dir` lives."""
+        return Path(run_dir) / "cells" / key
+
+    @classmethod
+    def find(cls, run_dir: str | Path, key: str) -> CellArtifact | None:
+        """The complete cell `key` of `run_dir`, or None when it was never finished."""
+        cell = cls(cls.folder(run_dir, key))
+        return cell if cell.complete else None
+
+    @classmethod
+    def all(cls, run_dir: str | Path) -> list[CellArtifact]:
+        """Every complete cell of a run, in key order."""
+        root = Path(run_dir) / "cells"
+        if not root.is_dir():
+            return []
+        return [c for c in (cls(p) for p in sorted(root.iterdir()) if p.is_dir()) if c.complete]
+
+    @property
+    def complete(self) -> bool:
+        """True once `cell.json` (written last) exists."""
+        return (self.directory / "cell.json").is_file()
+
+    # ---- writing -------------------------------------------------------------------------
+    @classmethod
+    def write(
+        cls,
+        run_dir: str | Path,
+        key: str,
+        record: dict[str, Any],
+        results: pd.DataFrame,
+        per_user: pd.DataFrame,
+        model: Recommender | None,
+    ) -> CellArtifact:
+        """Write a finished cell atomically and return it."""
+        final = cls.folder(run_dir, key)
+        tmp = final.parent / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            results.to_parquet(tmp / "results.parquet", index=False)
+            per_user.to_parquet(tmp / "per_user.parquet", index=False)
+            if model is not None:
+                model.save(tmp / "model")
+            record = {**record, "key": key, "cell_format": CELL_FORMAT, "has_model": model is not None}
+            (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if final.exists():  # an unfinished older attempt (no cell.json) or a re-run
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return cls(final)
+
+    def drop_model(self) -> None:
+        """Delete the saved model (cells not chosen by model selection keep only their rows)."""
+        if (self.directory / "model").exists():
+            shutil.rmtree(self.directory / "model")
+            record = self.record()
+            record["has_model"] = False
+            (self.directory / "cell.json").write_text(json.dumps(record, indent=1, default=str))
+
+    # ---- reading -------------------------------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """The cell's spec and measurements (cell.json)."""
+        try:
+            record = json.loads((self.directory / "cell.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{self.directory}: not a finished cell ({e})") from None
+        fmt = record.get("cell_format", 0)
+        if fmt > CELL_FORMAT:
+            raise ConfigError(
+                f"{self.directory}: cell format {fmt} is newer than this vlmrec reads ({CELL_FORMAT})"
+            )
+        return record
+
+    def results(self) -> pd.DataFrame:
+        """Tidy summary rows of the cell."""
+        return pd.read_parquet(self.directory / "results.parquet")
+
+    def per_user(self) -> pd.DataFrame:
+        """Per-user metric values of the cell."""
+        return pd.read_parquet(self.directory / "per_user.parquet")
+
+    @property
+    def has_model(self) -> bool:
+        """True when the fitted model was kept."""
+        return (self.directory / "model" / "model.json").is_file()
+
+    def load_model(self) -> Recommender:
+        """The fitted model exactly as evaluated."""
+        if not self.has_model:
+            raise ConfigError(
+                f"{self.directory}: this cell kept no model (only the cells chosen by model selection"
+                " keep theirs, and runs before cell format 1 kept none)"
+            )
+        return Recommender.load(self.directory / "model")
