@@ -206,6 +206,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(p[0] for p in PAIRS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seeds", default="0", help="comma-separated seeds, run on both sides")
+    ap.add_argument("--out-name", default="mmrec_side_by_side", help="results file name (without extension)")
     args = ap.parse_args()
     from vlmrec.provenance import set_threads
 
@@ -256,7 +257,7 @@ def main() -> None:
         gap = (np.mean(ra) - np.mean(rb)) / np.mean(rb)
         md.append(f"| {r['model']} | {cell(ra)} | {cell(rb)} | {gap:+.1%} | {ta:.2f} | {tb:.2f} |")
     write(
-        "mmrec_side_by_side",
+        args.out_name,
         {"config": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
         "\n".join(md),
     )
