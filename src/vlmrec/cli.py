@@ -107,10 +107,20 @@ def prepare(
     rating_threshold: float | None = typer.Option(None, help="Keep ratings >= this as positives."),
     k_core: int = typer.Option(0, "--k-core", help="Iterative k-core on users and items (0: off)."),
     split: str = typer.Option(
-        "random", help="random (per-user ratios), loo (leave-one-out by time), temporal (global cut)."
+        "random",
+        help="random (per-user ratios), loo (leave-one-out by time), temporal (global cut), "
+        "cold-items (a seeded fraction of items held out of training; see --cold-fraction).",
     ),
     ratios: str = typer.Option("0.8,0.1,0.1", help="Train,valid,test ratios for random/temporal."),
     seed: int = typer.Option(42, min=0, help="Seed of the split (and of the planted generator)."),
+    cold_fraction: float = typer.Option(
+        0.2,
+        "--cold-fraction",
+        min=0.0,
+        max=1.0,
+        help="--split cold-items: fraction of the items held out of training (half validation, "
+        "half test, per item).",
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
     """Read a catalogue, clean it, split it, and save a Dataset (Parquet + manifest)."""
@@ -132,6 +142,7 @@ def prepare(
             split=split,
             ratios=_floats(ratios),
             seed=seed,
+            cold_fraction=cold_fraction,
             out=out,
         )
     except VlmrecError as e:

@@ -11,7 +11,7 @@ from vlmrec.data import readers
 from vlmrec.data.dataset import Dataset, build_dataset
 from vlmrec.data.interactions import drop_duplicates, k_core, to_implicit, validate_interactions
 from vlmrec.data.planted import GENERATED_LABEL, generate_planted
-from vlmrec.data.splits import split_interactions
+from vlmrec.data.splits import split_cold_items, split_interactions
 from vlmrec.errors import ConfigError
 from vlmrec.provenance import code_hash, code_version, path_signature
 
@@ -74,6 +74,7 @@ def prepare_dataset(
     split: str = "random",
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 42,
+    cold_fraction: float = 0.2,
     planted_options: dict[str, Any] | None = None,
     out: str | Path | None = None,
 ) -> Dataset:
@@ -85,6 +86,9 @@ def prepare_dataset(
     Logs how many users each split covers; the counts are in `Dataset.stats()` and so in the
     saved manifest (`stats.users_train`, `users_valid`, `users_test`). The split rule (who gets
     a validation and a test item) is documented in `vlmrec.data.splits.split_interactions`.
+    `split="cold-items"` holds `cold_fraction` of the items out of training
+    (`vlmrec.data.splits.split_cold_items`); the manifest's `split` records the cold item ids
+    (`cold_items.valid`, `cold_items.test`) and their count.
     """
     if fmt not in READERS:
         raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
@@ -126,8 +130,16 @@ def prepare_dataset(
         df = validate_interactions(raw.interactions, raw.source)
         df = drop_duplicates(to_implicit(df, rating_threshold))
         df = k_core(df, k_core_min, raw.source)
-        train, valid, test = split_interactions(df, split, ratios, seed)
         info["split"] = {"method": split, "ratios": list(ratios), "seed": seed}
+        if split == "cold-items":
+            train, valid, test, cold = split_cold_items(df, cold_fraction, ratios, seed)
+            info["split"].update(
+                cold_fraction=cold_fraction,
+                n_cold_items=len(cold.all),
+                cold_items={"valid": cold.valid, "test": cold.test},
+            )
+        else:
+            train, valid, test = split_interactions(df, split, ratios, seed)
     item_table = raw.items
     if item_table is not None or images is not None:
         base = item_table if item_table is not None else train[["item_id"]].drop_duplicates()

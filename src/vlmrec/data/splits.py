@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -9,8 +10,8 @@ import pandas as pd
 
 from vlmrec.errors import ConfigError
 
-SplitMethod = Literal["random", "loo", "temporal"]
-SPLIT_METHODS = ("random", "loo", "temporal")
+SplitMethod = Literal["random", "loo", "temporal", "cold-items"]
+SPLIT_METHODS = ("random", "loo", "temporal", "cold-items")
 
 
 def split_interactions(
@@ -18,6 +19,7 @@ def split_interactions(
     method: str = "random",
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 42,
+    cold_fraction: float = 0.2,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Split into (train, valid, test) DataFrames with the columns of `df`.
 
@@ -33,6 +35,8 @@ def split_interactions(
     temporal: one global time cut by `ratios` over all interactions (needs timestamps). No
         per-user guarantee: a user active only before the cut has no validation or test item,
         and one who starts after it has no train item (build_dataset then drops those rows).
+    cold-items: item cold-start, see `split_cold_items` (`cold_fraction` of the items held out
+        of training; their interactions go to validation and test only).
 
     `Dataset.stats()` reports how many users each split covers (`vlmrec prepare` logs it).
     """
@@ -42,6 +46,9 @@ def split_interactions(
         raise ConfigError(f"split ratios {ratios}: expected three non-negative numbers summing to 1")
     if method in ("loo", "temporal") and "timestamp" not in df.columns:
         raise ConfigError(f"split {method!r} needs a timestamp column; use 'random' instead")
+    if method == "cold-items":
+        train, valid, test, _ = split_cold_items(df, cold_fraction, ratios, seed)
+        return train, valid, test
     df = df.reset_index(drop=True)
     part = np.zeros(len(df), dtype=np.int8)  # 0 train, 1 valid, 2 test
     if method == "temporal":
@@ -86,3 +93,59 @@ def _random_cut(pos: np.ndarray, size: np.ndarray, ratios: tuple[float, float, f
     if not need_test:
         n_valid = rest
     return np.where(pos < n_train, 0, np.where(pos < n_train + n_valid, 1, 2))
+
+
+@dataclass(frozen=True)
+class ColdItems:
+    """The items `split_cold_items` held out of training (original item ids, sorted)."""
+
+    valid: list[str]
+    test: list[str]
+
+    @property
+    def all(self) -> list[str]:
+        return sorted(self.valid + self.test)
+
+
+def split_cold_items(
+    df: pd.DataFrame,
+    cold_fraction: float = 0.2,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, ColdItems]:
+    """Item cold-start split: (train, valid, test, cold items).
+
+    1. Exactly n_cold = round-half-up(cold_fraction * n_items) of the distinct items are drawn
+       (seeded, uniformly, without replacement); they never appear in training: no ID
+       embedding is trained for them, no graph edge and no popularity.
+    2. The cold items are split **per item** into two disjoint halves: the first
+       floor(n_cold / 2) of the seeded draw are validation-cold items (every interaction with
+       them goes to validation), the rest test-cold items (every interaction goes to test). So
+       model selection never sees a test-cold item, and no cold item appears in both.
+    3. The interactions with the other (warm) items are split by the `random` rule with
+       `ratios` (`split_interactions`), so a warm test item is also evaluated and the warm and
+       cold segments of one test split can be compared (`mixed` evaluation).
+
+    Coverage: the per-user guarantees of the random rule hold for each user's *warm*
+    interactions (n_warm >= 3: one train, one validation and one warm test item). Exceptions:
+    a user whose interactions are all with cold items has no train item and is dropped by
+    `build_dataset`; a user with 1 or 2 warm interactions may have no warm validation/test item
+    but can still have cold ones.
+    """
+    if not 0.0 < cold_fraction < 1.0:
+        raise ConfigError(f"cold_fraction {cold_fraction}: expected a number strictly between 0 and 1")
+    df = df.reset_index(drop=True)
+    items = np.array(sorted(df["item_id"].astype(str).unique()), dtype=object)
+    n_cold = int(np.floor(cold_fraction * len(items) + 0.5))
+    n_cold = min(max(n_cold, 1), len(items) - 1)
+    rng = np.random.default_rng(seed)
+    drawn = items[rng.permutation(len(items))[:n_cold]]
+    cold = ColdItems(valid=sorted(drawn[: n_cold // 2]), test=sorted(drawn[n_cold // 2 :]))
+    ids = df["item_id"].astype(str)
+    to_valid = ids.isin(cold.valid).to_numpy()
+    to_test = ids.isin(cold.test).to_numpy()
+    warm = df[~(to_valid | to_test)]
+    train, valid, test = split_interactions(warm, "random", ratios, seed)
+    valid = pd.concat([valid, df[to_valid]], ignore_index=True)
+    test = pd.concat([test, df[to_test]], ignore_index=True)
+    return train, valid, test, cold

@@ -6,6 +6,10 @@ when evaluating on test) and takes the top-K with `torch.topk` on batched score 
 Ties are broken deterministically: higher score first, then the lower item index. So top-10 is
 always a prefix of top-20 and a metric at K does not depend on which other cutoffs were asked for
 (`torch.topk` alone promises no order among equal scores). NaN scores rank below every number.
+
+Segments (`segments=("cold", "popularity")`) and beyond-accuracy metrics (coverage, novelty,
+tail_share) are defined in `vlmrec.evaluation.segments`; every per-user row carries a `segment`
+("all" unless restricted to warm/cold/head/torso/tail items).
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ import torch
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.evaluation.metrics import METRICS, ranking_metrics
+from vlmrec.evaluation.segments import (
+    BEYOND_METRICS,
+    SEGMENT_GROUPS,
+    SET_METRICS,
+    beyond_metrics,
+    item_segments,
+    novelty_weights,
+    segment_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +43,33 @@ class Scorer(Protocol):
     def score(self, user_ids: np.ndarray) -> np.ndarray: ...
 
 
+PER_USER_COLUMNS = ["user", "metric", "k", "value", "segment"]
+SET_COLUMNS = ["metric", "k", "value", "segment"]
+
+
 @dataclass
 class EvalResult:
-    per_user: pd.DataFrame  # columns user, metric, k, value
+    per_user: pd.DataFrame  # columns user, metric, k, value, segment
+    set_level: pd.DataFrame | None = None  # metric, k, value, segment: metrics with no per-user value
 
     def summary(self) -> pd.DataFrame:
-        return self.per_user.groupby(["metric", "k"], as_index=False)["value"].mean()
+        """Mean per (metric, k, segment) of the per-user values, plus the set-level metrics."""
+        per = self.per_user
+        if "segment" not in per.columns:
+            per = per.assign(segment="all")
+        out = per.groupby(["metric", "k", "segment"], as_index=False)["value"].mean()
+        if self.set_level is not None and len(self.set_level):
+            out = pd.concat([out, self.set_level[SET_COLUMNS]], ignore_index=True)
+        return out
 
-    def mean(self, metric: str, k: int) -> float:
-        sel = self.per_user[(self.per_user["metric"] == metric) & (self.per_user["k"] == k)]
+    def mean(self, metric: str, k: int, segment: str = "all") -> float:
+        pu = self.per_user
+        sel = pu[(pu["metric"] == metric) & (pu["k"] == k)]
+        if "segment" in pu.columns:
+            sel = sel[sel["segment"] == segment]
+        if not len(sel) and self.set_level is not None:
+            sl = self.set_level
+            sel = sl[(sl["metric"] == metric) & (sl["k"] == k) & (sl["segment"] == segment)]
         return float(sel["value"].mean()) if len(sel) else float("nan")
 
 
@@ -48,6 +79,9 @@ class Evaluator:
     split="valid" masks train items; split="test" masks train and valid items (`mask` overrides,
     e.g. ("train",) to reproduce toolkits that leave validation items unmasked). Users with no
     relevant item in the split are skipped (they carry no signal).
+
+    `metrics` may mix ranking metrics (METRICS) and beyond-accuracy ones (BEYOND_METRICS);
+    `segments` (groups "cold", "popularity") adds rows per item segment for the ranking metrics.
     """
 
     def __init__(
@@ -59,14 +93,20 @@ class Evaluator:
         batch_size: int = 512,
         users: np.ndarray | None = None,
         mask: Sequence[str] | None = None,
+        segments: Sequence[str] = (),
     ):
-        unknown = [m for m in metrics if m not in METRICS]
+        unknown = [m for m in metrics if m not in METRICS + BEYOND_METRICS]
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {METRICS}")
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {METRICS + BEYOND_METRICS}")
+        bad = [g for g in segments if g not in SEGMENT_GROUPS]
+        if bad:
+            raise ValueError(f"unknown segment group(s) {bad}; choose from {SEGMENT_GROUPS}")
         self.dataset = dataset
         self.split = split
         self.ks = sorted(set(int(k) for k in ks))
-        self.metrics = tuple(metrics)
+        self.metrics = tuple(m for m in metrics if m in METRICS)
+        self.beyond = tuple(m for m in metrics if m in BEYOND_METRICS)
+        self.segments = tuple(dict.fromkeys(segments))
         self.batch_size = batch_size
         self.target = dataset.matrix(split)
         # default: everything the user interacted with before the evaluated split
@@ -78,6 +118,17 @@ class Evaluator:
         n_rel = np.diff(self.target.indptr)
         candidates = np.flatnonzero(n_rel > 0)
         self.users = candidates if users is None else np.intersect1d(candidates, users)
+        train = dataset.matrix("train")
+        # item masks of the requested segments (tail also drives tail_share)
+        self.item_segments = item_segments(train, self.segments)
+        self.tail = item_segments(train, ("popularity",))["tail"]
+        self.novelty = novelty_weights(train)
+        self.n_items = dataset.n_items
+
+    @property
+    def segment_info(self) -> dict:
+        """The segment rules, thresholds and sizes (what run.json records)."""
+        return segment_info(self.dataset.matrix("train"), self.segments)
 
     def topk(self, model: Scorer, users: np.ndarray, k: int) -> np.ndarray:
         """Top-k item ids per user after masking seen items (users x k), ties by lowest index."""
@@ -88,21 +139,46 @@ class Evaluator:
     def evaluate(self, model: Scorer) -> EvalResult:
         max_k = max(self.ks)
         frames = []
+        seen = {k: np.zeros(self.n_items, dtype=bool) for k in self.ks}  # for coverage@k
         for start in range(0, len(self.users), self.batch_size):
             users = self.users[start : start + self.batch_size]
             top = self.topk(model, users, max_k)
             target = self.target[users]
             hits = _lookup(target, top)
             n_rel = np.diff(target.indptr)
-            values = ranking_metrics(hits, n_rel, self.ks, self.metrics)
-            for (m, k), v in values.items():
-                frames.append(pd.DataFrame({"user": users, "metric": m, "k": k, "value": v}))
-        per_user = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame(columns=["user", "metric", "k", "value"])
-        )
-        return EvalResult(per_user)
+            if self.metrics:
+                values = ranking_metrics(hits, n_rel, self.ks, self.metrics)
+                frames += _rows(users, values, "all")
+            for name, members in self.item_segments.items():
+                # relevance restricted to the segment's items, ranking unchanged
+                n_seg = np.asarray(target @ members.astype(np.float64)).ravel().astype(np.int64)
+                keep = n_seg > 0
+                if self.metrics and keep.any():
+                    seg_hits = hits[keep] & members[top[keep]]
+                    values = ranking_metrics(seg_hits, n_seg[keep], self.ks, self.metrics)
+                    frames += _rows(users[keep], values, name)
+            if self.beyond:
+                frames += _rows(
+                    users, beyond_metrics(top, self.ks, self.beyond, self.novelty, self.tail), "all"
+                )
+                for k in self.ks:
+                    seen[k][top[:, :k].ravel()] = True
+        per_user = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PER_USER_COLUMNS)
+        set_rows = [
+            {"metric": m, "k": k, "value": float(seen[k].sum() / max(self.n_items, 1)), "segment": "all"}
+            for m in self.beyond
+            if m in SET_METRICS
+            for k in self.ks
+        ]
+        set_level = pd.DataFrame(set_rows, columns=SET_COLUMNS) if len(self.users) else None
+        return EvalResult(per_user, set_level)
+
+
+def _rows(users: np.ndarray, values: dict[tuple[str, int], np.ndarray], segment: str) -> list[pd.DataFrame]:
+    return [
+        pd.DataFrame({"user": users, "metric": m, "k": k, "value": v, "segment": segment})
+        for (m, k), v in values.items()
+    ]
 
 
 def stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
