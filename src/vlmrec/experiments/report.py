@@ -14,7 +14,23 @@ import pandas as pd
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
-from vlmrec.experiments.leaderboard import describe_mask, format_markdown, leaderboard, results_mask
+from vlmrec.evaluation.significance import bootstrap_ci
+from vlmrec.experiments.leaderboard import ROW, describe_mask, format_markdown, leaderboard, results_mask
+from vlmrec.experiments.verdict import (
+    BEYOND_ACCURACY,
+    Verdict,
+    compute_verdicts,
+    direction,
+    format_p,
+    label_counts,
+    paired_gap,
+    safe_leaderboard,
+    segment_rows,
+    segments_present,
+    user_means,
+    verdict_lines,
+    verdict_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +118,12 @@ def selection_table(run: dict) -> pd.DataFrame:
 
 
 def _gallery(ds: Dataset, run_dir: Path, n: int = 6) -> list[dict]:
+    """Up to `n` items with their thumbnail and generated description (when a describer ran).
+
+    Empty when there is nothing to show: no item image and no generated description. The
+    `description` field is None when no describer ran for this run (a text-only run), so the page
+    does not print "(no generated description)" on every card.
+    """
     descriptions: dict[str, dict] = {}
     for path in sorted((run_dir / "features").glob("*/descriptions.jsonl")):
         for line in path.read_text().splitlines():
@@ -110,15 +132,14 @@ def _gallery(ds: Dataset, run_dir: Path, n: int = 6) -> list[dict]:
             except json.JSONDecodeError:
                 continue
             descriptions.setdefault(rec["item_id"], rec)
-    items = (
-        ds.items[ds.items["image_path"].notna()].head(n)
-        if ds.items["image_path"].notna().any()
-        else ds.items.head(n)
-    )
+    has_images = "image_path" in ds.items.columns and ds.items["image_path"].notna().any()
+    if not has_images and not descriptions:
+        return []
+    items = ds.items[ds.items["image_path"].notna()].head(n) if has_images else ds.items.head(n)
     out = []
     for _, it in items.iterrows():
         img = None
-        if it.get("image_path"):
+        if has_images and it.get("image_path"):
             try:
                 from PIL import Image
 
@@ -136,14 +157,266 @@ def _gallery(ds: Dataset, run_dir: Path, n: int = 6) -> list[dict]:
                 "item_id": it["item_id"],
                 "title": str(it.get("title", "")),
                 "image": img,
-                "description": d.get("description", "(no generated description)"),
+                "description": (d.get("description", "(no generated description)") if descriptions else None),
                 "source": d.get("source", ""),
             }
         )
     return out
 
 
+def _row_label(model: str, features: str) -> str:
+    return f"{model} [{features}]"
+
+
+def compact_board(
+    results: pd.DataFrame,
+    per_user: pd.DataFrame,
+    metric: str,
+    k: int,
+    test: str = "wilcoxon",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """The seeds' leaderboard columns, as text: model, features, metric@K and nDCG@K with their
+    CI, p vs best ID and p vs shuffled with better/worse (segment "all" only)."""
+    board = safe_leaderboard(results, per_user, metric, k, test, alpha)
+    if board.empty:
+        return pd.DataFrame()
+    second = "ndcg" if metric != "ndcg" else "recall"
+    other = safe_leaderboard(results, per_user, second, k, test, alpha)
+    other = other.set_index(ROW) if not other.empty else None
+    rows = []
+    for _, r in board.iterrows():
+        key = tuple(r[c] for c in ROW)
+        row = {
+            "model": r["model"],
+            "features": r["features"],
+            f"{_metric_name(metric)}@{k} (95% CI)": _with_ci(r["mean"], r["ci_low"], r["ci_high"]),
+        }
+        if other is not None:
+            o = other.loc[key] if key in other.index else None
+            row[f"{_metric_name(second)}@{k} (95% CI)"] = (
+                _with_ci(o["mean"], o["ci_low"], o["ci_high"]) if o is not None else ""
+            )
+        row["p vs best ID"] = _p_cell(r, "vs_id", r.get("vs_id_diff"))
+        row["p vs shuffled"] = _p_cell(r, "vs_shuffled", r.get("content_gap"))
+        if board["dataset"].nunique() > 1:
+            row = {"dataset": r["dataset"], **row}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _metric_name(metric: str) -> str:
+    return {"recall": "Recall", "ndcg": "nDCG", "precision": "Precision", "hit": "Hit"}.get(metric, metric)
+
+
+def _with_ci(mean: float, lo: float, hi: float) -> str:
+    return f"{mean:.4f} ({lo:.4f}–{hi:.4f})"
+
+
+def _p_cell(r: pd.Series, col: str, diff) -> str:
+    p = r.get(f"{col}_p_holm")
+    if p is None or pd.isna(p):
+        return ""
+    word = direction(float(diff) if diff is not None and pd.notna(diff) else None, bool(r.get(f"{col}_sig")))
+    return f"{format_p(float(p))}, {word}" if word else format_p(float(p))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _verdict_gap_chart(verdicts: list[Verdict]) -> str | None:
+    """Per content row: the gap to its shuffled twin and to the best ID baseline, with 95% CIs."""
+    if not verdicts:
+        return None
+    plt = _plt()
+    labels = [_row_label(v.model, v.features) for v in verdicts]
+    y = np.arange(len(verdicts))
+    fig, ax = plt.subplots(figsize=(8, max(2.2, 0.55 * len(verdicts) + 1)))
+    for off, name, colour, get in (
+        (-0.2, "real minus shuffled twin", "#DD8452", lambda v: v.vs_shuffled),
+        (0.2, "real minus best ID baseline", "#4C72B0", lambda v: v.vs_id),
+    ):
+        gaps = [get(v) for v in verdicts]
+        mean = np.array([g.diff if g else np.nan for g in gaps])
+        err = np.array(
+            [[g.diff - g.ci_low, g.ci_high - g.diff] if g else [np.nan, np.nan] for g in gaps]
+        ).T.clip(min=0)
+        ax.barh(y + off, mean, height=0.38, xerr=err, color=colour, capsize=3, label=name)
+    ax.set_yticks(y, labels)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(f"{verdicts[0].metric} difference (95% bootstrap CI over users)")
+    ax.set_title("Content gap")
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def segment_table(
+    results: pd.DataFrame, per_user: pd.DataFrame, segments: list[str], metric: str, k: int
+) -> pd.DataFrame:
+    """Mean metric@k (per-user, averaged over seeds) per row and segment, with bootstrap CIs,
+    plus each content row's gap to its shuffled twin per segment. Controls are not rows of their own."""
+    rows = []
+    for seg in segments:
+        means = user_means(segment_rows(per_user, seg), metric, k)
+        if means.empty:
+            continue
+        keys = means.index.droplevel("user").unique()
+        for key in keys:
+            rec = dict(zip(ROW, key))
+            if rec["control"] != "none":
+                continue
+            mine = means.loc[key]
+            lo, hi = bootstrap_ci(mine.to_numpy(), seed=0)
+            twin_key = (rec["dataset"], rec["model"], f"{rec['features']}~shuffled", "shuffled")
+            gap = (np.nan, np.nan, np.nan)
+            if rec["features"] != "none" and twin_key in keys:
+                gap = paired_gap(mine, means.loc[twin_key])
+            rows.append(
+                {
+                    **rec,
+                    "segment": seg,
+                    "users": len(mine),
+                    "mean": float(mine.mean()),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "gap": gap[0],
+                    "gap_low": gap[1],
+                    "gap_high": gap[2],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _segment_chart(table: pd.DataFrame, segments: list[str], metric: str, k: int, title: str) -> str:
+    """Left: metric per segment for every (non-control) row; right: content gap per segment."""
+    plt = _plt()
+    labels = list(dict.fromkeys(_row_label(m, f) for m, f in zip(table["model"], table["features"])))
+    gaps = table.dropna(subset=["gap"])
+    gap_labels = list(dict.fromkeys(_row_label(m, f) for m, f in zip(gaps["model"], gaps["features"])))
+    height = max(2.5, 0.22 * len(labels) * len(segments) + 1)
+    fig, axes = plt.subplots(
+        1, 2 if gap_labels else 1, figsize=(10 if gap_labels else 8, height), squeeze=False
+    )
+    colours = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860"]
+    width = 0.8 / len(segments)
+
+    def bars(ax, names, value, low, high, xlabel):
+        y = np.arange(len(names))
+        for i, seg in enumerate(segments):
+            t = table[table["segment"] == seg].copy()
+            t["label"] = [_row_label(m, f) for m, f in zip(t["model"], t["features"])]
+            t = t.set_index("label").reindex(names)
+            err = np.vstack([t[value] - t[low], t[high] - t[value]]).clip(min=0)
+            off = (i - (len(segments) - 1) / 2) * width
+            ax.barh(y + off, t[value], height=width, xerr=err, capsize=2, color=colours[i % 6], label=seg)
+        ax.set_yticks(y, names)
+        ax.set_xlabel(xlabel)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.legend(fontsize=8, loc="best")
+
+    bars(axes[0][0], labels, "mean", "ci_low", "ci_high", f"{metric}@{k} (95% CI over users)")
+    axes[0][0].set_title(title)
+    if gap_labels:
+        bars(axes[0][1], gap_labels, "gap", "gap_low", "gap_high", "content gap: real minus shuffled")
+        axes[0][1].set_title("Content gap per segment")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def beyond_accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Coverage, novelty and tail share per row (segment "all", mean over seeds); empty if absent."""
+    res = segment_rows(results, "all")
+    res = res[res["metric"].isin(BEYOND_ACCURACY)]
+    if res.empty:
+        return pd.DataFrame()
+    if "control" not in res.columns:
+        res = res.assign(control="none")
+    res = res.assign(column=[f"{m}@{int(k_)}" for m, k_ in zip(res["metric"], res["k"])])
+    table = res.pivot_table(index=["model", "features"], columns="column", values="value", aggfunc="mean")
+    return table.reset_index()
+
+
+def per_cell_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Every cell: one row per (model, features, seed, segment), one column per metric@k."""
+    res = results.assign(column=[f"{m}@{int(k_)}" for m, k_ in zip(results["metric"], results["k"])])
+    if "segment" not in res.columns:
+        res = res.assign(segment="all")
+    index = [c for c in ("dataset", "model", "features", "control", "segment", "seed") if c in res.columns]
+    return res.pivot_table(index=index, columns="column", values="value", aggfunc="mean").reset_index()
+
+
+CSS = (
+    "*{box-sizing:border-box}"
+    "body{font-family:system-ui,sans-serif;margin:0 auto;padding:16px 20px;max-width:1180px;color:#222;"
+    "overflow-wrap:anywhere}"
+    "h1{font-size:24px;margin:.2em 0 .4em}h2{font-size:19px;margin:1.2em 0 .4em}"
+    "img{max-width:100%;height:auto}"
+    "table.t{border-collapse:collapse;font-size:13px;max-width:100%}"
+    "table.t td,table.t th{padding:3px 7px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
+    "table.compact{width:100%;table-layout:auto}table.compact td{white-space:normal}"
+    ".scroll{overflow-x:auto;max-width:100%}"
+    ".warn{background:#fff3cd;border:1px solid #e0c36c;padding:.5em 1em;border-radius:4px}"
+    ".verdict{border:2px solid #444;border-radius:6px;padding:.4em 1em .8em;background:#fafafa}"
+    ".verdict h2{margin-top:.3em}.verdict ul{padding-left:1.1em;margin:.3em 0}"
+    ".verdict li{margin:.35em 0;font-size:14px}.seg{color:#555;font-size:13px}"
+    ".badge{display:inline-block;padding:0 .45em;border-radius:3px;color:#fff;font-weight:600}"
+    ".helps{background:#2e7d32}.hurts{background:#c62828}.ignored{background:#757575}.used{background:#b07b00}"
+    ".note{color:#555;font-size:13px}"
+    "details{margin:.6em 0}summary{cursor:pointer;font-weight:600}"
+    ".gallery{display:flex;flex-wrap:wrap;gap:12px}.card{width:170px;font-size:12px;border:1px solid #ddd;"
+    "padding:6px}"
+)
+
+
+def _verdict_html(by_segment: dict[str, list[Verdict]]) -> str:
+    overall = by_segment.get("all", [])
+    parts = ["<section id='verdict' class='verdict'><h2>Verdict: does content help?</h2>"]
+    if not overall:
+        parts.append(f"<p>{html.escape(verdict_lines(by_segment)[0])}</p></section>")
+        return "".join(parts)
+    parts.append(
+        f"<p class='note'>{html.escape(verdict_summary(label_counts(overall)))}. {VERDICT_RULE}</p><ul>"
+    )
+    for v in overall:
+        text = v.line().split(": ", 1)[1]
+        head, _, rest = text.partition(" (")
+        parts.append(
+            f"<li><b>{html.escape(_row_label(v.model, v.features))}</b>: "
+            f"<span class='badge {v.label}'>{html.escape(head)}</span> ({html.escape(rest)}"
+        )
+        per_seg = [
+            w.short()
+            for seg, vs in by_segment.items()
+            if seg != "all"
+            for w in vs
+            if (w.dataset, w.model, w.features) == (v.dataset, v.model, v.features)
+        ]
+        if per_seg:
+            parts.append(f"<div class='seg'>by segment: {html.escape('; '.join(per_seg))}</div>")
+        parts.append("</li>")
+    parts.append("</ul></section>")
+    return "".join(parts)
+
+
+VERDICT_RULE = (
+    "“Helps” needs a significant gain over both the best ID-only baseline (chosen on validation) and "
+    "the row's own shuffled-feature twin; paired tests over users, Holm-corrected; gaps with 95% "
+    "bootstrap CIs over users."
+)
+
+
 def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Path:
+    """Write report.html (self-contained: plots as base64 PNG) and report.md into a run folder.
+
+    Order: the verdict block, a compact leaderboard, the content-gap chart, the warm-vs-cold and
+    popularity-bucket charts (when the run recorded those segments), then the details collapsed.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "results.parquet").exists():
         raise DataError(f"{run_dir}: no results.parquet; run `vlmrec run CONFIG` first")
@@ -155,38 +428,118 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         cfg = json.loads((run_dir / "config.json").read_text())
         ds_dir = Path(cfg["dataset"]["prepared"])
     ds = Dataset.load(ds_dir)
-    ks = sorted(results["k"].unique())
-    mask = results_mask(results, "+".join(run.get("evaluation", {}).get("mask", ["train", "valid"])))
-    extra = [("ndcg", k)] if "ndcg" in set(results["metric"]) else []
-    board = leaderboard(results, per_user, metric, k, extra=extra)
+    evaluation = run.get("evaluation", {})
+    test, alpha = evaluation.get("test", "wilcoxon"), float(evaluation.get("alpha", 0.05))
+    overall = segment_rows(results, "all")
+    overall_pu = segment_rows(per_user, "all")
+    ks = sorted(overall["k"].unique())
+    mask = results_mask(overall, "+".join(evaluation.get("mask", ["train", "valid"])))
+    extra = [("ndcg", k)] if "ndcg" in set(overall["metric"]) else []
+    board = safe_leaderboard(results, per_user, metric, k, test, alpha, extra=extra)
     board.to_csv(run_dir / "leaderboard.csv", index=False)
     md_board = format_markdown(board)
+    by_segment = compute_verdicts(results, per_user, metric, k, test, alpha)
+    verdicts = by_segment.get("all", [])
+    compact = compact_board(results, per_user, metric, k, test, alpha)
     stats = ds.stats()
     generated = bool(ds.info.get("generated"))
     label = ds.info.get("label", "")
     charts = {
-        f"{m}@{k}": _bar_chart(board if m == metric else leaderboard(results, per_user, m, k), f"{m}@{k}")
+        f"{m}@{k}": _bar_chart(board if m == metric else leaderboard(overall, overall_pu, m, k), f"{m}@{k}")
         for m in dict.fromkeys([metric, "ndcg"])
-        if m in set(results["metric"])
+        if m in set(overall["metric"]) and not board.empty
     }
-    gap = _gap_chart(board)
-    groups = user_groups(ds, per_user, metric, k)
+    gap = _verdict_gap_chart(verdicts)
+    present = segments_present(results)
+    seg_charts: list[tuple[str, str, str | None, pd.DataFrame]] = []  # (title, anchor, png, table)
+    thresholds = evaluation.get("segments")
+    for title, anchor, segs, what in (
+        ("Warm vs cold items", "warm-cold", ["warm", "cold"], "warm/cold item segments"),
+        (
+            "Popularity buckets (head / torso / tail)",
+            "popularity",
+            ["head", "torso", "tail"],
+            "popularity buckets",
+        ),
+    ):
+        have = [s for s in segs if s in present]
+        table = segment_table(results, per_user, have, metric, k) if have else pd.DataFrame()
+        if table.empty:
+            note = (
+                f"No {what} in this run (an older run, or a config without `evaluation.segments`): "
+                "chart omitted."
+            )
+            seg_charts.append((title, anchor, None, pd.DataFrame({"note": [note]})))
+        else:
+            seg_charts.append((title, anchor, _segment_chart(table, have, metric, k, title), table))
+    beyond = beyond_accuracy_table(results)
+    groups = user_groups(ds, overall_pu, metric, k)
     gallery = _gallery(ds, run_dir)
     selection = selection_table(run)
+    cells = per_cell_table(results)
     selection_note = (
         "Hyperparameters are chosen once per row: every grid point runs with every seed, and the "
         "point with the best validation score averaged over seeds is used for all seeds and for the "
         "control twins. The test split plays no part."
     )
+    name = str(run.get("name", run_dir.name))
+    ci_note = (
+        f"{describe_mask(mask)} CI: bootstrap over test users (per-user values averaged over seeds "
+        f"{run.get('seeds')}). p: paired {test} test over users, Holm-corrected within the dataset; "
+        "better/worse only when significant at "
+        f"alpha = {alpha:g}. Best ID baseline: "
+        + (", ".join(map(str, board["best_id_baseline"].dropna().unique())) or "none")
+        + " (chosen on validation)."
+        if not board.empty
+        else "(no results)"
+    )
 
-    md = [f"# vlmrec report: {run.get('name', run_dir.name)}", ""]
+    # ---- Markdown ------------------------------------------------------------------------
+    md = [f"# vlmrec report: {name}", ""]
     if generated:
         md += [
             f"> **{label}** Results on it are circular by construction: a test of whether models use content, "
             "not a claim about real-world accuracy.",
             "",
         ]
+    md += ["## Verdict", ""]
     md += [
+        f"- {line.strip()}" if not line.startswith("    ") else f"  - {line.strip()}"
+        for line in verdict_lines(by_segment)
+    ]
+    md += ["", VERDICT_RULE, "", f"## Leaderboard ({metric}@{k})", ""]
+    md += [_md_table(compact) if len(compact) else "(no results)", "", ci_note, ""]
+    if verdicts:
+        gap_rows = pd.DataFrame(
+            [
+                {
+                    "model": v.model,
+                    "features": v.features,
+                    "real - shuffled (95% CI)": _with_ci(
+                        v.vs_shuffled.diff, v.vs_shuffled.ci_low, v.vs_shuffled.ci_high
+                    ),
+                    "real - best ID (95% CI)": (
+                        _with_ci(v.vs_id.diff, v.vs_id.ci_low, v.vs_id.ci_high) if v.vs_id else ""
+                    ),
+                }
+                for v in verdicts
+            ]
+        )
+        md += ["## Content gap", "", _md_table(gap_rows), ""]
+    for title, _anchor, png, table in seg_charts:
+        md += [f"## {title}", ""]
+        if png is None:
+            md += [str(table["note"].iloc[0]), ""]
+        else:
+            view = table[["model", "features", "segment", "users", "mean", "ci_low", "ci_high", "gap"]]
+            md += [_md_table(view), ""]
+    if thresholds:
+        md += [f"Segment thresholds: `{json.dumps(thresholds, sort_keys=True, default=str)}`", ""]
+    if len(beyond):
+        md += ["## Beyond accuracy", "", _md_table(beyond), ""]
+    md += [
+        "## Details",
+        "",
         f"Dataset **{ds.name}** (fingerprint `{ds.fingerprint}`): "
         + ", ".join(f"{k_}: {v}" for k_, v in stats.items()),
         "",
@@ -194,7 +547,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         "",
         f"Full-catalogue ranking, the same split for every row. {describe_mask(mask)}",
         "",
-        "## Leaderboard",
+        "### Full leaderboard",
         "",
         md_board,
         "",
@@ -206,25 +559,26 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         "",
         "## Cold vs warm users",
         "",
-        groups.to_markdown(index=False, floatfmt=".4f")
-        if hasattr(groups, "to_markdown") and _has_tabulate()
-        else groups.to_string(index=False),
+        _md_table(groups),
         "",
     ]
     (run_dir / "report.md").write_text("\n".join(md))
 
-    def table_html(df: pd.DataFrame) -> str:
-        return df.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes="t")
+    # ---- HTML ----------------------------------------------------------------------------
+    def table_html(df: pd.DataFrame, classes: str = "t") -> str:
+        return df.to_html(
+            index=False, float_format=lambda v: f"{v:.4f}", na_rep="", border=0, classes=classes
+        )
+
+    def img(b64: str, alt: str) -> str:
+        return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
 
     board_view = board.drop(columns=[c for c in board.columns if c.endswith("_p")], errors="ignore")
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>vlmrec report</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
-        "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd}"
-        ".warn{background:#fff3cd;border:1px solid #e0c36c;padding:.6em 1em;border-radius:4px}"
-        ".gallery{display:flex;flex-wrap:wrap;gap:12px}.card{width:170px;font-size:12px;border:1px solid #ddd;padding:6px}"
-        "</style></head><body>",
-        f"<h1>vlmrec report: {html.escape(str(run.get('name', run_dir.name)))}</h1>",
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>vlmrec report: {html.escape(name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>vlmrec report: {html.escape(name)}</h1>",
     ]
     if generated:
         parts.append(
@@ -232,43 +586,81 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
             "they test whether models use content, not real-world accuracy.</p>"
         )
     parts += [
-        f"<h2>Dataset</h2><p><b>{html.escape(ds.name)}</b> (fingerprint <code>{ds.fingerprint}</code>)</p>",
-        table_html(pd.DataFrame([stats])),
-        f"<p>Code version <code>{html.escape(str(run.get('code_version', '?')))}</code>; seeds {run.get('seeds')}; "
-        f"full-catalogue ranking, the same split for every row. {html.escape(describe_mask(mask))}</p>",
-        f"<h2>Leaderboard ({metric}@{k})</h2>",
-        table_html(board_view),
-        "<p>Paired tests over users (per-user values averaged over seeds), Holm-corrected within the dataset: "
-        "<code>vs_id</code> against the best ID-only baseline, <code>vs_shuffled</code> against the model's own "
-        "shuffled-feature twin. <code>content_gap</code> = real minus shuffled.</p>",
+        _verdict_html(by_segment),
+        f"<h2 id='leaderboard'>Leaderboard ({html.escape(metric)}@{k})</h2>",
+        table_html(compact, "t compact") if len(compact) else "<p>(no results)</p>",
+        f"<p class='note'>{html.escape(ci_note)}</p>",
     ]
-    parts += [
-        "<h2>Model selection</h2>",
-        f"<p>{html.escape(selection_note)}</p>",
-        table_html(selection) if len(selection) else "<p>(no selection record in run.json)</p>",
-    ]
-    for name, b64 in charts.items():
-        parts.append(f"<h2>{name}</h2><img alt='{name} chart' src='data:image/png;base64,{b64}'>")
     if gap:
-        parts.append(f"<h2>Content gap</h2><img alt='content gap chart' src='data:image/png;base64,{gap}'>")
-    parts += ["<h2>Cold vs warm users</h2>", table_html(groups), "<h2>Item gallery</h2><div class='gallery'>"]
-    for g in gallery:
-        img = (
-            f"<img alt='item {html.escape(str(g['item_id']))}' src='data:image/png;base64,{g['image']}'>"
-            if g["image"]
-            else ""
-        )
+        parts.append(f"<h2 id='content-gap'>Content gap</h2>{img(gap, 'content gap chart')}")
+    for title, anchor, png, table in seg_charts:
+        parts.append(f"<h2 id='{anchor}'>{html.escape(title)}</h2>")
+        if png is None:
+            parts.append(f"<p class='note'>{html.escape(str(table['note'].iloc[0]))}</p>")
+        else:
+            parts.append(img(png, f"{title} chart"))
+    if thresholds:
         parts.append(
-            f"<div class='card'>{img}<div><b>{html.escape(g['title'])}</b></div>"
-            f"<div>{html.escape(g['description'])}</div><div style='color:#777'>{html.escape(g['source'])}</div></div>"
+            f"<p class='note'>Segment thresholds: <code>{html.escape(json.dumps(thresholds, default=str))}</code></p>"
         )
-    parts.append("</div></body></html>")
+    if len(beyond):
+        parts += ["<h2 id='beyond'>Beyond accuracy</h2>", f"<div class='scroll'>{table_html(beyond)}</div>"]
+    parts += [
+        "<h2>Details</h2>",
+        f"<p><b>{html.escape(ds.name)}</b> (fingerprint <code>{ds.fingerprint}</code>): "
+        + html.escape(", ".join(f"{k_}: {v}" for k_, v in stats.items()))
+        + f". Code version <code>{html.escape(str(run.get('code_version', '?')))}</code>; seeds {run.get('seeds')}; "
+        f"full-catalogue ranking, the same split for every row. {html.escape(describe_mask(mask))}</p>",
+        "<details><summary>Full leaderboard (all columns)</summary>"
+        f"<div class='scroll'>{table_html(board_view)}</div>"
+        "<p class='note'>Paired tests over users (per-user values averaged over seeds), Holm-corrected within the "
+        "dataset: <code>vs_id</code> against the best ID-only baseline, <code>vs_shuffled</code> against the model's "
+        "own shuffled-feature twin. <code>content_gap</code> = real minus shuffled.</p></details>",
+        f"<details><summary>Every cell ({len(cells)} rows)</summary><div class='scroll'>{table_html(cells)}</div>"
+        "</details>",
+        "<details><summary>Model selection</summary>"
+        f"<p>{html.escape(selection_note)}</p>"
+        + (
+            f"<div class='scroll'>{table_html(selection)}</div>"
+            if len(selection)
+            else "<p>(no selection record in run.json)</p>"
+        )
+        + "</details>",
+    ]
+    for seg_title, _anchor, png, table in seg_charts:
+        if png is not None:
+            parts.append(
+                f"<details><summary>{html.escape(seg_title)}: table</summary>"
+                f"<div class='scroll'>{table_html(table)}</div></details>"
+            )
+    if charts:
+        parts.append("<details><summary>Metric charts</summary>")
+        parts += [f"<h3>{html.escape(n)}</h3>{img(b64, f'{n} chart')}" for n, b64 in charts.items()]
+        parts.append("</details>")
+    parts += [
+        "<details><summary>Cold vs warm users</summary>",
+        f"<div class='scroll'>{table_html(groups)}</div></details>",
+    ]
+    if gallery:
+        parts.append("<h2>Item gallery</h2><div class='gallery'>")
+        for g in gallery:
+            thumb = img(g["image"], f"item {g['item_id']}") if g["image"] else ""
+            desc = (
+                f"<div>{html.escape(g['description'])}</div><div style='color:#777'>{html.escape(g['source'])}</div>"
+                if g["description"] is not None
+                else ""
+            )
+            parts.append(f"<div class='card'>{thumb}<div><b>{html.escape(g['title'])}</b></div>{desc}</div>")
+        parts.append("</div>")
+    parts.append("</body></html>")
     out = run_dir / "report.html"
     out.write_text("\n".join(parts))
     return out
 
 
 def _md_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(none)"
     if _has_tabulate():
         return df.to_markdown(index=False, floatfmt=".4f")
     return df.to_string(index=False)

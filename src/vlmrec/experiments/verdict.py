@@ -214,14 +214,16 @@ def classify(
     return "used"
 
 
-def _user_means(per_user: pd.DataFrame, metric: str, k: int) -> pd.Series:
+def user_means(per_user: pd.DataFrame, metric: str, k: int) -> pd.Series:
+    """Per-user values averaged over seeds, indexed by (dataset, model, features, control, user)."""
     pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
     if "control" not in pu.columns:
         pu = pu.assign(control="none")
     return pu.groupby([*ROW, "user"])["value"].mean()
 
 
-def _paired(mine: pd.Series, ref: pd.Series, seed: int = 0) -> tuple[float, float, float]:
+def paired_gap(mine: pd.Series, ref: pd.Series, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of the paired per-user differences `mine - ref` (common users) and its bootstrap CI."""
     common = mine.index.intersection(ref.index)
     d = mine[common].to_numpy() - ref[common].to_numpy()
     if len(d) == 0:
@@ -236,7 +238,7 @@ def verdicts_from_board(
     """Verdicts for the content rows of a leaderboard (of one segment) that have a shuffled twin."""
     if board.empty or "vs_shuffled_p_holm" not in board.columns:
         return []
-    means = _user_means(segment_rows(per_user, segment), metric, k)
+    means = user_means(segment_rows(per_user, segment), metric, k)
     out = []
     for _, r in board[(board["kind"] == "content") & board["vs_shuffled_p_holm"].notna()].iterrows():
         b = board[board["dataset"] == r["dataset"]]
@@ -246,7 +248,7 @@ def verdicts_from_board(
             & (b["features"].str.replace("~shuffled", "", regex=False) == r["features"])
         ].iloc[0]
         mine = means.loc[tuple(r[c] for c in ROW)]
-        d, lo, hi = _paired(mine, means.loc[tuple(twin[c] for c in ROW)])
+        d, lo, hi = paired_gap(mine, means.loc[tuple(twin[c] for c in ROW)])
         vs_sh = Gap(
             "shuffled twin",
             d,
@@ -262,7 +264,7 @@ def verdicts_from_board(
         if isinstance(best_name, str) and pd.notna(r.get("vs_id_p_holm")):
             best = b[(b["kind"] == "id-only") & (b["model"] == best_name)].iloc[0]
             best_id = best_name
-            d, lo, hi = _paired(mine, means.loc[tuple(best[c] for c in ROW)])
+            d, lo, hi = paired_gap(mine, means.loc[tuple(best[c] for c in ROW)])
             vs_id = Gap(
                 best_name, d, lo, hi, float(r["vs_id_p_holm"]), bool(r["vs_id_sig"]), float(best["mean"])
             )
@@ -355,6 +357,8 @@ __all__ = [
     "format_p",
     "format_p_exact",
     "label_counts",
+    "paired_gap",
+    "user_means",
     "safe_leaderboard",
     "segment_rows",
     "segments_present",
