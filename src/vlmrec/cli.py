@@ -478,23 +478,47 @@ def run(
 
 
 def _run_and_show(cfg, report_after: bool = True):
-    from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+    """Run a config, print its leaderboard (segment "all"), write the report, and end with the
+    verdict block: one line per content row (helps / is ignored / hurts / used, both gaps)."""
+    from vlmrec.experiments.leaderboard import format_markdown
     from vlmrec.experiments.report import write_report
     from vlmrec.experiments.runner import run_experiment
+    from vlmrec.experiments.verdict import (
+        compute_verdicts,
+        label_counts,
+        safe_leaderboard,
+        verdict_lines,
+        verdict_summary,
+    )
 
     output = run_experiment(
         cfg, on_event=lambda msg: console.print(f"[dim]{escape(cfg.name)}[/] {escape(msg)}")
     )
     console.print(
-        f"[bold]{cfg.name}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
-        f"results: {output.out_dir / 'results.csv'}"
+        f"[bold]{escape(cfg.name)}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
+        f"results: {escape(str(output.out_dir / 'results.csv'))}"
     )
     metric, k = cfg.evaluation.select_metric
-    board = leaderboard(output.results, output.per_user, metric, k, cfg.evaluation.test, cfg.evaluation.alpha)
+    test, alpha = cfg.evaluation.test, cfg.evaluation.alpha
+    board = safe_leaderboard(output.results, output.per_user, metric, k, test, alpha)
     console.print(format_markdown(board), markup=False, soft_wrap=True)
     if report_after:
         path = write_report(output.out_dir, metric, k)
-        console.print(f"report: {path}")
+        console.print(f"report: {escape(str(path))}")
+    by_segment = compute_verdicts(output.results, output.per_user, metric, k, test, alpha)
+    overall = by_segment.get("all", [])
+    title = f"verdict: {cfg.name}" + (f" ({verdict_summary(label_counts(overall))})" if overall else "")
+    console.print(f"[bold]{escape(title)}[/]")
+    colour = {"helps": "green", "hurts": "red", "ignored": "yellow", "used": "yellow"}
+    lines = verdict_lines(by_segment)
+    labels = [v.label for v in overall]
+    row = 0
+    for line in lines:
+        if line.startswith("    ") or not overall:
+            console.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
+            continue
+        console.print(f"[{colour[labels[row]]}]●[/] {escape(line)}", soft_wrap=True)
+        row += 1
     return output
 
 
