@@ -146,3 +146,83 @@ def test_freedom_degree_sensitive_pruning(multi_community_dataset, content):
     kept = m.adj_._nnz() // 2  # symmetric adjacency stores each kept edge twice
     assert kept == int(n_edges * 0.5)
     assert sp.issparse(ds.matrix("train"))
+
+
+# ---- item cold-start (issue 14) ------------------------------------------------------------
+COLD_CONTENT = ["profilematch", "attributeknn", "vbpr", "lattice", "freedom", "bm3"]
+COLD_ID = ["mostpop", "itemknn", "ease", "ials", "bprmf", "lightgcn"]
+
+
+@pytest.fixture(scope="module")
+def cold_start():
+    """Six communities, 20% of the items held out of training (cold-items split); both feature
+    sets carry each item's community, so a cold item's features say who will like it."""
+    from tests.conftest import community_interactions
+    from vlmrec.data.dataset import build_dataset
+    from vlmrec.data.splits import split_cold_items
+
+    df, _ = community_interactions(n_users=180, n_items=120, n_comm=6, seed=2)
+    train, valid, test, cold = split_cold_items(df, 0.2, (0.7, 0.1, 0.2), seed=1)
+    ds = build_dataset("cold6", train, valid, test)
+    comm = np.array([int(iid[1:]) % 6 for iid in ds.item_ids])
+    rng = np.random.default_rng(0)
+    feats = {}
+    for name, dim, modality in (("text", 8, "text"), ("image", 10, "image")):
+        x = rng.normal(scale=0.3, size=(ds.n_items, dim))
+        x[np.arange(ds.n_items), comm] += 1.0
+        feats[name] = FeatureSet.create(
+            x, ds, extractor=name, model="synthetic", name=name, modality=modality
+        )
+    cold_ids = np.flatnonzero(np.bincount(ds.train["item"], minlength=ds.n_items) == 0)
+    assert len(cold_ids) == len(cold.all) == 24
+    return ds, feats, cold_ids
+
+
+def _fit(name, ds, feats):
+    params = {**MULTIMODAL.get(name, {}), "device": "cpu"} if name in MULTIMODAL else {}
+    if name in ("bprmf", "lightgcn"):
+        params = {**FAST, "device": "cpu"}
+    model = create_model(name, **params)
+    return model.fit(ds, feats if model.uses_features else None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cold_recall(cold_start):
+    ds, feats, _ = cold_start
+    ev = Evaluator(ds, "test", ks=[20], metrics=["recall"], segments=["cold"])
+    out = {}
+    for name in COLD_CONTENT + COLD_ID:
+        model = _fit(name, ds, feats)
+        out[name] = (ev.evaluate(model).mean("recall", 20, "cold"), model)
+    return out
+
+
+def test_content_models_rank_cold_items_far_better_than_id_only_models(cold_recall):
+    best_id = max(cold_recall[n][0] for n in COLD_ID)
+    for name in COLD_CONTENT:
+        assert cold_recall[name][0] > best_id + 0.15, (name, cold_recall[name][0], best_id)
+
+
+def test_id_only_models_put_every_cold_item_below_every_warm_one(cold_start, cold_recall):
+    ds, _, cold_ids = cold_start
+    warm = np.setdiff1d(np.arange(ds.n_items), cold_ids)
+    users = np.arange(ds.n_users)
+    for name in COLD_ID:
+        recall, model = cold_recall[name]
+        scores = model.score(users)
+        assert (scores[:, cold_ids].max(1) < scores[:, warm].min(1)).all(), name
+        assert recall == 0.0, name
+
+
+@pytest.mark.parametrize("name", ["bprmf", "lightgcn", "vbpr", "lattice", "freedom", "bm3"])
+def test_warm_only_training_exports_the_raw_factors(name, multi_community_dataset, content):
+    """Without cold items, the cold rule changes nothing: fit's factors equal the raw export."""
+    ds = multi_community_dataset
+    feats, _ = content
+    params = {"epochs": 2, "batch_size": 256, "device": "cpu"}
+    model = create_model(name, **params).fit(ds, feats if create_model(name).uses_features else None, seed=0)
+    before = model.item_factors_.copy()
+    assert len(model.cold_items_) == int((np.bincount(ds.train["item"], minlength=ds.n_items) == 0).sum())
+    if len(model.cold_items_) == 0:
+        model._export()
+        np.testing.assert_array_equal(model.item_factors_, before)

@@ -2,6 +2,8 @@
 
 sim(i, j) = cos(a_i, a_j) over attribute vectors (one-hot decoded attributes or any dense
 FeatureSet), each item keeps its k nearest neighbours; score(u, j) = sum_{i in H_u} sim(i, j).
+Cold item (no training interaction): scored like any item, from the similarity of its features
+to the user's training items (the item-item matrix covers every item of the catalogue).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ network). For a batch of observed (u, i):
 The raw features f_m are trainable (`train_features`), as in the reference (MMRec's BM3).
 Scores: <p(e_u), p(e_i)>. Validation typically plateaus for some epochs before the bootstrap
 takes off, hence the longer default patience.
+Cold item (no training interaction): p(e_i) would come from its untrained ID row, so it is
+replaced by the mean over modalities of p(W_m f_m,i) (the alignment loss trains the projected
+content to predict the item's embedding).
 """
 
 from __future__ import annotations
@@ -113,3 +116,12 @@ class BM3(TorchRecommender):
     def _final_embeddings(self):
         eu, ei = self._encode()
         return self.net.predictor(eu), self.net.predictor(ei)
+
+    def _cold_final_embeddings(self):
+        pu, pi = self._final_embeddings()
+        cold = torch.as_tensor(self.cold_items_, device=pi.device)
+        pred = self.net.predictor
+        content = [pred(proj(feats[cold])) for feats, proj in zip(self.net.features, self.net.project)]
+        pi = pi.clone()
+        pi[cold] = torch.stack(content).mean(0)
+        return pu, pi

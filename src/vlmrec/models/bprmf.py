@@ -4,6 +4,8 @@ x_ui = <p_u, q_i> (+ b_i with `item_bias=True`, Cornac's form)
 L = -mean_{(u,i,j)} ln sigma(x_ui - x_uj) + reg * (||P_B|| + ||Q_B+|| + ||Q_B-|| [+ ||b_B+|| + ||b_B-||]) / B
     (MMRec's EmbLoss: unsquared Frobenius norms of the batch rows over the batch size B)
 Initialisation: Xavier-normal embeddings, zero biases (MMRec's xavier_normal_initialization).
+Cold item (no training interaction): the lowest score, below every warm item (its ID embedding
+  was never trained; `demote_cold_factors`).
 """
 
 from __future__ import annotations

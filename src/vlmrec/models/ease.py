@@ -38,7 +38,7 @@ from scipy.linalg import lapack
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import Recommender, Validator, register
+from vlmrec.models.base import Recommender, Validator, cold_items_of, demote_cold_scores, register
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class EASE(Recommender):
 
     reg: lambda, the L2 weight on B (default 500, the paper's MovieLens-20M value; tune it).
     max_items: refuse catalogues larger than this (dense B; peak memory ~ n_items^2 * 12 bytes).
+    Cold item (no training interaction, a zero column of B): the lowest score, below every warm
+    item (a score of 0 would rank it above warm items with negative scores).
     """
 
     def __init__(self, reg: float = 500.0, max_items: int = 30000) -> None:
@@ -130,8 +132,10 @@ class EASE(Recommender):
         train = dataset.matrix("train")
         self.weights_ = ease_weights(train, self.reg)
         self.train_ = train.astype(np.float32).tocsr()
+        self.cold_items_ = cold_items_of(dataset)
         return self
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         """X_u B for the given users (users x items, float32)."""
-        return np.asarray(self.train_[np.asarray(user_ids)] @ self.weights_, dtype=np.float32)
+        scores = np.asarray(self.train_[np.asarray(user_ids)] @ self.weights_, dtype=np.float32)
+        return demote_cold_scores(scores, self.cold_items_)

@@ -12,6 +12,9 @@ Denoised user-item graph: each epoch keep (1 - dropout) of the edges, sampled wi
 Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m + b_m) (modality projection
   losses; the raw features f_m are trainable, as in the reference) (+ an optional L2 term `reg`,
   EmbLoss form, 0 by default as in the reference).
+Cold item (no training interaction): the LightGCN part e_i, its untrained ID row, is zeroed at
+  scoring; it is scored by the item-graph view alone, x_ui = <e_u, h_i>, h_i = (S^L E_item)_i
+  built from its content neighbours in S.
 """
 
 from __future__ import annotations
@@ -134,12 +137,23 @@ class FREEDOM(TorchRecommender):
         keep = self._rng.choice(n, size=int(n * (1.0 - self.dropout)), replace=False, p=self._edge_p)
         self.adj_ = self._adjacency(np.sort(keep))
 
-    def _forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _parts(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(e_u, e_i of the user-item propagation, h of the item graph)."""
         h = self.net.item
         for _ in range(self.n_mm_layers):
             h = torch.sparse.mm(self.item_graph_, h)
         e = propagate(adj, torch.cat([self.net.user, self.net.item]), self.n_ui_layers)
-        return e[: self.n_users_], e[self.n_users_ :] + h
+        return e[: self.n_users_], e[self.n_users_ :], h
+
+    def _forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        eu, ei, h = self._parts(adj)
+        return eu, ei + h
+
+    def _cold_final_embeddings(self):
+        eu, ei, h = self._parts(self._full_adj)
+        ei = ei.clone()
+        ei[torch.as_tensor(self.cold_items_, device=ei.device)] = 0
+        return eu, ei + h
 
     def _batch_loss(self, users, pos, neg):
         eu, ei = self._forward(self.adj_)

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import FactorModel, Validator, register
+from vlmrec.models.base import FactorModel, Validator, cold_items_of, demote_cold_factors, register
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ class IALS(FactorModel):
     searches on MovieLens-100k. reg is not scaled by the number of interactions, so its best
     value grows with the data set: tune it. Too large a reg for the data (e.g. 100 with alpha 1
     on ML-100k) collapses the factors towards zero.
+
+    Cold item (no training interaction): the lowest score, below every warm item
+    (`demote_cold_factors`: its factor row is zeroed and one column ranks it last).
     """
 
     def __init__(
@@ -182,4 +185,9 @@ class IALS(FactorModel):
             log.debug("ials iteration %d: loss %.4f", it + 1, self.history_[-1])
         self.user_factors_ = x.astype(np.float32)
         self.item_factors_ = y.astype(np.float32)
+        self.cold_items_ = cold_items_of(dataset)
+        if len(self.cold_items_):
+            self.user_factors_, self.item_factors_ = demote_cold_factors(
+                self.user_factors_, self.item_factors_, self.cold_items_
+            )
         return self

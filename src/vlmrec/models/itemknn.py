@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import Recommender, Validator, register
+from vlmrec.models.base import Recommender, Validator, cold_items_of, demote_cold_scores, register
 
 Similarity = Literal["cosine", "asymmetric", "jaccard"]
 SIMILARITIES: tuple[str, ...] = get_args(Similarity)
@@ -128,8 +128,13 @@ class ItemKNN(Recommender):
             s_mat = sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ s_mat
         self.similarity_ = sp.csr_matrix(s_mat, dtype=np.float32)
         self.train_ = train.tocsr()
+        self.cold_items_ = cold_items_of(dataset)
         return self
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
-        """sum_{i in train(u)} sim(i, .) for the given users (users x items, float32)."""
-        return np.asarray((self.train_[np.asarray(user_ids)] @ self.similarity_).toarray(), dtype=np.float32)
+        """sum_{i in train(u)} sim(i, .) for the given users (users x items, float32); a cold item
+        (no training interaction, no similarity) gets the lowest score, below every warm item."""
+        scores = np.asarray(
+            (self.train_[np.asarray(user_ids)] @ self.similarity_).toarray(), dtype=np.float32
+        )
+        return demote_cold_scores(scores, self.cold_items_)

@@ -18,6 +18,9 @@ the batch (the reference regularises these, divided by the configured batch size
 The learned graph is built with gradient on the first batch of each epoch and reused, detached,
 for the rest of it; scoring rebuilds it from the current weights. Learning rate decays as
 lr * 0.96^(epoch/50) (the reference's scheduler).
+Cold item (no training interaction): the user-item (LightGCN) part e_i, its untrained ID row, is
+zeroed at scoring; it is scored by the item-graph view alone, x_ui = <e_u, h_i/||h_i||>, h built
+from its content neighbours in A.
 """
 
 from __future__ import annotations
@@ -166,12 +169,23 @@ class LATTICE(TorchRecommender):
         idx = torch.stack([torch.cat(all_rows), torch.cat(all_cols)])
         return torch.sparse_coo_tensor(idx, torch.cat(all_vals), (n, n), check_invariants=False).coalesce()
 
-    def _forward(self, graph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _parts(self, graph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(e_u, e_i of the user-item propagation, h / ||h|| of the item graph)."""
         h = self.net.item
         for _ in range(self.n_layers):
             h = torch.sparse.mm(graph, h)
         e = propagate(self.adj_, torch.cat([self.net.user, self.net.item]), self.n_ui_layers)
-        return e[: self.n_users_], e[self.n_users_ :] + F.normalize(h, dim=1)
+        return e[: self.n_users_], e[self.n_users_ :], F.normalize(h, dim=1)
+
+    def _forward(self, graph: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        eu, ei, h = self._parts(graph)
+        return eu, ei + h
+
+    def _cold_final_embeddings(self):
+        eu, ei, h = self._parts(self.item_graph())
+        ei = ei.clone()
+        ei[torch.as_tensor(self.cold_items_, device=ei.device)] = 0
+        return eu, ei + h
 
     def _batch_loss(self, users, pos, neg):
         if self._graph is None:

@@ -4,6 +4,8 @@ E^(l+1) = D^-1/2 A D^-1/2 E^(l) on the user-item graph A = [[0, R], [R^T, 0]];
 final embedding e = 1/(L+1) sum_{l=0..L} E^(l); x_ui = <e_u, e_i>;
 L = BPR(e_u, e_i, e_j) + reg * (||E0_u|| + ||E0_i|| + ||E0_j||) / B  (EmbLoss on the layer-0 rows).
 Initialisation: Xavier-uniform user and item matrices.
+Cold item (no training interaction, no graph edge): the lowest score, below every warm item
+  (its final embedding would be its untrained layer-0 row / (L+1); `demote_cold_factors`).
 """
 
 from __future__ import annotations

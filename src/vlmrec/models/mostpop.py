@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlmrec.models.base import Recommender, register
+from vlmrec.models.base import Recommender, cold_items_of, demote_cold_scores, register
 
 
 @register("mostpop")
 class MostPop(Recommender):
-    """Score = number of training interactions of the item, same for every user."""
+    """Score = number of training interactions of the item, same for every user.
+
+    Cold item (no training interaction): the lowest score, below every warm item."""
 
     def __init__(self) -> None:
         pass
 
     def fit(self, dataset, features=None, *, seed=0, validator=None):
         self.popularity_ = np.asarray(dataset.matrix("train").sum(0), dtype=np.float32).ravel()
+        self.cold_items_ = cold_items_of(dataset)
         return self
 
     def score(self, user_ids):
-        return np.broadcast_to(self.popularity_, (len(user_ids), len(self.popularity_))).copy()
+        scores = np.broadcast_to(self.popularity_, (len(user_ids), len(self.popularity_))).copy()
+        return demote_cold_scores(scores, self.cold_items_)
 
 
 @register("random")
 class RandomRec(Recommender):
-    """Seeded random scores: a fixed random ranking per user (reproducible)."""
+    """Seeded random scores: a fixed random ranking per user (reproducible).
+
+    Cold item: a random score like every other item (the floor, by design)."""
 
     def __init__(self) -> None:
         pass

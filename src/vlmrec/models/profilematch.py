@@ -5,6 +5,7 @@ p_u = sum_{i in H_u} w_ui x_i / sum w_ui   (x_i: L2-normalised item embedding; s
 score(u, j) = cos(p_u, x_j)
 Weights: `mean` w = 1; `last` the user's last N train items (by timestamp when known);
 `recency` w = decay^(age rank), newest item rank 0.
+Cold item (no training interaction): scored like any item, cos(p_u, x_j) from its features.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ The loop follows MMRec's trainer, the reference for the six published models her
 `learning_rate_scheduler: [lr_decay, lr_decay_step]`; 1.0 = constant), one negative per positive
 drawn from items seen in training (`negatives="train"`), early stopping on the validation metric
 after `patience` evaluations without improvement, the best state restored.
+
+Cold items (no training interaction, `cold_items_`) are never scored from their untrained ID
+embedding: every export used for validation and for the final model applies the model's cold
+rule (`_cold_final_embeddings`; default: the lowest score, see `demote_cold_factors`). A model
+without cold items exports exactly what it did before. `_export()` called alone gives the raw
+reference factors (what tests/test_model_equations.py compares with the papers' equations).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from tqdm.auto import tqdm
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import FactorModel, Validator
+from vlmrec.models.base import FactorModel, Validator, cold_items_of, demote_cold_factors
 from vlmrec.models.sampling import NegativePool, negative_pool, sample_triples
 from vlmrec.provenance import seed_everything
 
@@ -72,6 +78,12 @@ class TorchRecommender(FactorModel):
     def _final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def _cold_final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item factors with the model's cold-item rule applied (`cold_items_` is not
+        empty). Default, for ID-only models: every cold item below every warm one."""
+        u, i = self._final_embeddings()
+        return demote_cold_factors(u, i, self.cold_items_)
+
     def _on_epoch_start(self, epoch: int) -> None:
         """Hook for per-epoch work (e.g. FREEDOM's edge pruning)."""
 
@@ -86,6 +98,7 @@ class TorchRecommender(FactorModel):
         rng = seed_everything(seed)
         self.device_ = resolve_device(self.device)
         self.n_users_, self.n_items_ = dataset.n_users, dataset.n_items
+        self.cold_items_ = cold_items_of(dataset)
         train = dataset.matrix("train")
         self._setup(dataset, features, rng)
         self.net.to(self.device_)
@@ -120,7 +133,7 @@ class TorchRecommender(FactorModel):
             self.epoch_seconds_.append(time.perf_counter() - t_epoch)
             postfix = {"loss": f"{self.history_[-1]:.4f}"}
             if validator is not None and (epoch + 1) % self.eval_every == 0:
-                self._export()
+                self._export(cold_rule=True)
                 score = validator(self)
                 self.valid_history_.append(score)
                 postfix["valid"] = f"{score:.4f}"
@@ -137,13 +150,18 @@ class TorchRecommender(FactorModel):
             self.net.load_state_dict(best_state)
         self.best_valid_ = best if best_state is not None else None
         self.epochs_run_ = len(self.history_)
-        self._export()
+        self._export(cold_rule=True)
         return self
 
-    def _export(self) -> None:
+    def _export(self, cold_rule: bool = False) -> None:
+        """Write `user_factors_` / `item_factors_` from the network; `cold_rule=True` (fit and
+        validation) applies the cold-item rule when there are cold items."""
         self.net.eval()
         with torch.no_grad():
-            u, i = self._final_embeddings()
+            if cold_rule and len(self.cold_items_):
+                u, i = self._cold_final_embeddings()
+            else:
+                u, i = self._final_embeddings()
         self.user_factors_ = u.detach().float().cpu().numpy()
         self.item_factors_ = i.detach().float().cpu().numpy()
 

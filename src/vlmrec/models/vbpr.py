@@ -11,6 +11,8 @@ L = BPR + reg * (||U_B|| + ||I_B+|| + ||I_B-|| [+ ||beta_B+|| + ||beta_B-||]) / 
 Initialisation: Xavier-uniform for the user (n_users x (id_dim + content_dim)) and item ID
 matrices, Xavier-normal for E, zero biases. `id_dim=0` gives the content-only variant, used to
 test that the content part alone carries signal.
+Cold item (no training interaction): scored by its content part only, i = [0 | E f_i + b] (ID
+  part gamma_i zeroed; with `item_bias`, beta_i dropped and <beta', f_i> kept).
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ class VBPR(TorchRecommender):
         b = net.item_biases()
         diff = (u * i).sum(-1) + b[pos] - (u * j).sum(-1) - b[neg]
         return -nn.functional.logsigmoid(diff).mean() + self.reg * emb_loss(u, i, j, b[pos], b[neg])
+
+    def _cold_final_embeddings(self):
+        users, items = self._final_embeddings()
+        cold = torch.as_tensor(self.cold_items_, device=items.device)
+        items = items.clone()
+        items[cold, : self.id_dim] = 0
+        if self.net.bias is not None:
+            assert self.net.content_bias is not None
+            items[cold, -1] = self.net.content_bias(self.net.feats[cold]).squeeze(-1)
+        return users, items
 
     def _final_embeddings(self):
         users, items = self.net.user, self.net.items()
