@@ -294,36 +294,45 @@ def segment_table(
 
 
 def _segment_chart(table: pd.DataFrame, segments: list[str], metric: str, k: int, title: str) -> str:
-    """Left: metric per segment for every (non-control) row; right: content gap per segment."""
+    """Left: metric per segment for every (non-control) row; right (same rows, shared labels): the
+    content gap (real minus shuffled twin) per segment, for the rows that have a twin."""
     plt = _plt()
+    # ID-only rows first, then content rows; the top of the chart is the first row
     labels = list(dict.fromkeys(_row_label(m, f) for m, f in zip(table["model"], table["features"])))
-    gaps = table.dropna(subset=["gap"])
-    gap_labels = list(dict.fromkeys(_row_label(m, f) for m, f in zip(gaps["model"], gaps["features"])))
-    height = max(2.5, 0.22 * len(labels) * len(segments) + 1)
+    has_gap = table["gap"].notna().any()
+    height = max(2.5, 0.2 * len(labels) * (len(segments) + 1) + 1)
     fig, axes = plt.subplots(
-        1, 2 if gap_labels else 1, figsize=(10 if gap_labels else 8, height), squeeze=False
+        1, 2 if has_gap else 1, figsize=(11 if has_gap else 8, height), squeeze=False, sharey=True
     )
     colours = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860"]
     width = 0.8 / len(segments)
+    y = np.arange(len(labels))[::-1]
 
-    def bars(ax, names, value, low, high, xlabel):
-        y = np.arange(len(names))
+    def bars(ax, value: str, low: str, high: str, xlabel: str) -> None:
         for i, seg in enumerate(segments):
             t = table[table["segment"] == seg].copy()
             t["label"] = [_row_label(m, f) for m, f in zip(t["model"], t["features"])]
-            t = t.set_index("label").reindex(names)
-            err = np.vstack([t[value] - t[low], t[high] - t[value]]).clip(min=0)
-            off = (i - (len(segments) - 1) / 2) * width
-            ax.barh(y + off, t[value], height=width, xerr=err, capsize=2, color=colours[i % 6], label=seg)
-        ax.set_yticks(y, names)
+            t = t.drop_duplicates("label").set_index("label").reindex(labels)
+            err = np.nan_to_num(np.vstack([t[value] - t[low], t[high] - t[value]]).clip(min=0))
+            off = ((len(segments) - 1) / 2 - i) * width  # the first segment on top
+            ax.barh(
+                y + off,
+                t[value].fillna(0),
+                height=width,
+                xerr=err,
+                capsize=2,
+                color=colours[i % 6],
+                label=seg,
+            )
+        ax.set_yticks(y, labels)
         ax.set_xlabel(xlabel)
         ax.axvline(0, color="black", lw=0.6)
         ax.legend(fontsize=8, loc="best")
 
-    bars(axes[0][0], labels, "mean", "ci_low", "ci_high", f"{metric}@{k} (95% CI over users)")
+    bars(axes[0][0], "mean", "ci_low", "ci_high", f"{metric}@{k} (95% CI over users)")
     axes[0][0].set_title(title)
-    if gap_labels:
-        bars(axes[0][1], gap_labels, "gap", "gap_low", "gap_high", "content gap: real minus shuffled")
+    if has_gap:
+        bars(axes[0][1], "gap", "gap_low", "gap_high", "content gap: real minus shuffled (95% CI)")
         axes[0][1].set_title("Content gap per segment")
     fig.tight_layout()
     return _png(fig)
