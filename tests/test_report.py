@@ -273,3 +273,26 @@ def test_report_renders_in_headless_chromium_within_1280px(tmp_path, multi_commu
     assert geo["sw"] <= 1280, geo  # no horizontal overflow
     assert geo["right"] <= 1280, geo  # the leaderboard's last (p vs shuffled) column is on screen
     assert 0 <= geo["top"] and geo["bottom"] <= 2000, geo  # the verdict block is on the first screen
+
+
+def test_gallery_shows_images_and_hides_descriptions_when_no_describer_ran(tmp_path, multi_community_dataset):
+    from PIL import Image
+
+    ds = multi_community_dataset
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"img{i}.png"
+        Image.new("RGB", (32, 32), (40 * i, 90, 160)).save(p)
+        paths.append(str(p))
+    ds.items["image_path"] = paths + [None] * (ds.n_items - 3)
+    run = make_run(tmp_path / "run", ds, segments=False)
+    text = write_report(run).read_text()
+    assert "Item gallery" in text and "alt='item " in text and "(no generated description)" not in text
+    # once a describer ran, its descriptions (and the placeholder for items it skipped) are shown
+    (run / "features" / "describe").mkdir(parents=True)
+    item = str(ds.items["item_id"].iloc[0])
+    (run / "features" / "describe" / "descriptions.jsonl").write_text(
+        json.dumps({"item_id": item, "description": "a blue square", "source": "offline describer"}) + "\n"
+    )
+    text = write_report(run).read_text()
+    assert "a blue square" in text and "(no generated description)" in text
