@@ -213,3 +213,61 @@ def test_unknown_segment_group_and_metric_are_refused():
         Evaluator(ds, "test", segments=["popular"])
     with pytest.raises(ValueError, match="unknown metric"):
         Evaluator(ds, "test", metrics=["novel"])
+
+
+# ---- through the config, the runner and the results table -----------------------------------
+def test_config_runner_and_results_carry_segments_and_beyond_metrics(tmp_path):
+    import json
+
+    from vlmrec.errors import ConfigError
+    from vlmrec.experiments.config import parse_config
+    from vlmrec.experiments.leaderboard import leaderboard
+    from vlmrec.experiments.runner import Runner
+
+    _catalogue().to_csv(tmp_path / "inter.csv", index=False)
+    raw = {
+        "name": "cold",
+        "output_dir": str(tmp_path / "run"),
+        "threads": 1,
+        "dataset": {
+            "format": "table",
+            "interactions": str(tmp_path / "inter.csv"),
+            "split": "cold-items",
+            "cold_fraction": 0.2,
+        },
+        "models": [{"name": "mostpop"}, {"name": "itemknn"}],
+        "evaluation": {
+            "ks": [10],
+            "metrics": ["recall", "ndcg", "coverage", "novelty", "tail_share"],
+            "segments": ["popularity", "cold"],
+            "select": "recall@10",
+        },
+    }
+    base = {"name": "t", "dataset": {"prepared": "x"}, "models": [{"name": "mostpop"}]}
+    assert parse_config(base).evaluation.segments == []
+    with pytest.raises(ConfigError, match="evaluation.segments"):
+        parse_config({**base, "evaluation": {"segments": ["warmth"]}})
+    with pytest.raises(ConfigError, match="evaluation.metrics"):
+        parse_config({**base, "evaluation": {"metrics": ["serendipity"]}})
+    with pytest.raises(ConfigError, match="dataset.split"):
+        parse_config({**base, "dataset": {"prepared": "x", "split": "cold"}})
+
+    out = Runner(parse_config(raw)).run()
+    res = pd.read_csv(tmp_path / "run" / "results.csv")
+    per_user = pd.read_parquet(tmp_path / "run" / "per_user.parquet")
+    assert set(res["segment"]) == {"all", "warm", "cold", "head", "torso", "tail"}
+    assert set(per_user["segment"]) == set(res["segment"])
+    beyond = res[res["metric"].isin(["coverage", "novelty", "tail_share"])]
+    assert set(beyond["segment"]) == {"all"} and len(beyond) == 2 * 3
+    # ID-only models never recommend a cold item: their cold-segment recall is 0
+    cold = res[(res["segment"] == "cold") & (res["metric"] == "recall")]
+    assert (cold["value"] == 0).all() and len(cold) == 2
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    seg = run["evaluation"]["segments"]
+    assert seg["requested"] == ["popularity", "cold"]
+    assert seg["cold"]["items"]["cold"] == 10 and seg["popularity"]["head_min_count"] >= 1
+    assert run["dataset_info"]["split"]["n_cold_items"] == 10
+    # the leaderboard reads segment "all" by default, another segment on request
+    board = leaderboard(out.results, out.per_user, "recall", 10)
+    assert len(board) == 2
+    assert (leaderboard(out.results, out.per_user, "recall", 10, segment="cold")["mean"] == 0).all()

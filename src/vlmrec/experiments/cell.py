@@ -19,7 +19,7 @@ from vlmrec.models.base import Recommender, create_model
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["dataset", "split", "mask", "features", "model", "seed", "metric", "k", "value"]
+RESULT_COLUMNS = ["dataset", "split", "mask", "features", "model", "seed", "metric", "k", "value", "segment"]
 DEFAULT_MASK = ("train", "valid")
 
 
@@ -47,11 +47,14 @@ def run_cell(
     select_metric: tuple[str, int] = ("recall", 20),
     features_name: str | None = None,
     mask: Sequence[str] = DEFAULT_MASK,
+    segments: Sequence[str] = (),
 ) -> CellResult:
     """Fit on train (early stopping on validation `select_metric`), evaluate on test.
 
     `mask`: the splits whose items are removed from the test ranking (validation always masks
     train only); recorded in the `mask` column of the results as e.g. "train+valid".
+    `segments`: segment groups ("cold", "popularity") evaluated on test besides "all"; every
+    result and per-user row has a `segment` column.
     """
     t0 = time.perf_counter()
     model = create_model(model_name, **(params or {}))
@@ -68,7 +71,9 @@ def run_cell(
         validator=validator if has_valid else None,
     )
     valid_score = validator(model) if has_valid else float("nan")
-    test = Evaluator(dataset, "test", ks=ks, metrics=metrics, mask=tuple(mask)).evaluate(model)
+    test = Evaluator(dataset, "test", ks=ks, metrics=metrics, mask=tuple(mask), segments=segments).evaluate(
+        model
+    )
     label = features_name or (features_label(features) if model.uses_features else "none")
     summary = test.summary()
     results = summary.assign(

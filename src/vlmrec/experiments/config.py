@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vlmrec.errors import ConfigError
 from vlmrec.evaluation.metrics import METRICS
+from vlmrec.evaluation.segments import BEYOND_METRICS, SegmentGroup
+
+ALL_METRICS = METRICS + BEYOND_METRICS
 
 
 class Strict(BaseModel):
@@ -30,9 +33,11 @@ class DatasetConfig(Strict):
     columns: dict[str, str] | None = None
     rating_threshold: float | None = None
     k_core: int = 0
-    split: Literal["random", "loo", "temporal"] = "random"
+    split: Literal["random", "loo", "temporal", "cold-items"] = "random"
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
+    cold_fraction: float = Field(0.2, gt=0, lt=1)
+    """split cold-items: the fraction of items held out of training (see docs/cold_start.md)."""
     planted: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -102,10 +107,15 @@ class EvaluationConfig(Strict):
     (default) masks everything the user interacted with before the test split; `[train]` leaves
     validation items rankable, the convention of MMRec and the multimodal papers' tables.
     Validation always masks train items only.
+
+    `metrics`: ranking metrics (recall, ndcg, ...) and beyond-accuracy ones (coverage, novelty,
+    tail_share; segment "all" only). `segments`: extra result rows per item segment, "cold"
+    (warm / cold) and "popularity" (head / torso / tail); see docs/cold_start.md.
     """
 
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
+    segments: list[SegmentGroup] = Field(default_factory=list)
     select: str = "recall@20"
     mask: list[MaskSplit] = Field(default_factory=lambda: ["train", "valid"])
     test: Literal["wilcoxon", "ttest"] = "wilcoxon"
@@ -121,10 +131,15 @@ class EvaluationConfig(Strict):
     @field_validator("metrics")
     @classmethod
     def _known(cls, v):
-        bad = [m for m in v if m not in METRICS]
+        bad = [m for m in v if m not in ALL_METRICS]
         if bad:
-            raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(ALL_METRICS)}")
         return v
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, v):
+        return list(dict.fromkeys(v))  # no duplicates
 
     @property
     def select_metric(self) -> tuple[str, int]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
+from vlmrec.experiments.results import with_segment
 
 ROW = ["dataset", "model", "features", "control"]
 MASK_TEXT = {
@@ -42,8 +43,15 @@ def leaderboard(
     test: str = "wilcoxon",
     alpha: float = 0.05,
     extra: list[tuple[str, int]] | None = None,
+    segment: str = "all",
 ) -> pd.DataFrame:
+    """The leaderboard of one metric@k on one `segment` ("all" by default; tables without a
+    segment column are all "all")."""
     rows = []
+    results = with_segment(results)
+    per_user = with_segment(per_user)
+    results = results[results["segment"] == segment]
+    per_user = per_user[per_user["segment"] == segment]
     sel = results[(results["metric"] == metric) & (results["k"] == k)]
     pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
     user_means = pu.groupby([*ROW, "user"])["value"].mean()

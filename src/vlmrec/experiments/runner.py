@@ -23,6 +23,7 @@ import pandas as pd
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.data.prepare import input_signature, prepare_dataset
+from vlmrec.evaluation.segments import segment_info
 from vlmrec.experiments.artifacts import CellArtifact
 from vlmrec.experiments.cell import run_cell
 from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
@@ -103,6 +104,7 @@ class Runner:
             split=d.split,
             ratios=tuple(d.ratios),
             seed=d.seed,
+            cold_fraction=d.cold_fraction,
             planted_options=d.planted,
             out=target,
         )
@@ -177,6 +179,7 @@ class Runner:
             "metrics": ev.metrics,
             "select": ev.select,
             "mask": ev.mask,
+            **({"segments": ev.segments} if ev.segments else {}),
         }
         key = _key(spec)
         done = CellArtifact.find(self.out, key)
@@ -195,6 +198,7 @@ class Runner:
             select_metric=ev.select_metric,
             features_name=features_label,
             mask=ev.mask,
+            segments=ev.segments,
         )
         extra = {
             "model": model.display,
@@ -288,7 +292,11 @@ class Runner:
             "dataset_info": ds.info,
             "code_version": code_version(),
             "seeds": self.cfg.seeds,
-            "evaluation": self.cfg.evaluation.model_dump(mode="json"),
+            # evaluation.segments: the requested groups with their rules, thresholds and sizes
+            "evaluation": {
+                **self.cfg.evaluation.model_dump(mode="json"),
+                "segments": segment_info(ds.matrix("train"), self.cfg.evaluation.segments),
+            },
             "cells_run": self.cells_run,
             "cells_skipped": self.cells_skipped,
             "selection": selections,
