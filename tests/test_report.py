@@ -276,9 +276,13 @@ def test_report_renders_in_headless_chromium_within_1280px(tmp_path, multi_commu
 
 
 def test_gallery_shows_images_and_hides_descriptions_when_no_describer_ran(tmp_path, multi_community_dataset):
+    import copy
+
     from PIL import Image
 
-    ds = multi_community_dataset
+    ds = copy.deepcopy(multi_community_dataset)  # a session fixture: never mutate it
+    for cached in ("_fp", "_items_hash"):  # the fingerprint must cover the new image paths
+        ds.__dict__.pop(cached, None)
     paths = []
     for i in range(3):
         p = tmp_path / f"img{i}.png"

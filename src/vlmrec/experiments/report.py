@@ -524,12 +524,8 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
                 {
                     "model": v.model,
                     "features": v.features,
-                    "real - shuffled (95% CI)": _with_ci(
-                        v.vs_shuffled.diff, v.vs_shuffled.ci_low, v.vs_shuffled.ci_high
-                    ),
-                    "real - best ID (95% CI)": (
-                        _with_ci(v.vs_id.diff, v.vs_id.ci_low, v.vs_id.ci_high) if v.vs_id else ""
-                    ),
+                    "real - shuffled (95% CI)": v.vs_shuffled.text(),
+                    "real - best ID (95% CI)": v.vs_id.text() if v.vs_id else "",
                 }
                 for v in verdicts
             ]
@@ -668,17 +664,17 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
 
 
 def _md_table(df: pd.DataFrame) -> str:
+    """A GitHub-style Markdown pipe table (floats to 4 decimals, empty for missing values);
+    needs no optional `tabulate` dependency."""
     if df.empty:
         return "(none)"
-    if _has_tabulate():
-        return df.to_markdown(index=False, floatfmt=".4f")
-    return df.to_string(index=False)
 
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        text = f"{v:.4f}" if isinstance(v, float | np.floating) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

@@ -117,7 +117,7 @@ def safe_leaderboard(
     res = res[keep]
     if res.empty:
         return pd.DataFrame()
-    board = leaderboard(res, pu, metric, k, test, alpha, extra=extra)
+    board = leaderboard(res, pu, metric, k, test, alpha, extra=extra, segment=segment)
     if not board.empty:
         board["segment"] = segment
     return board
