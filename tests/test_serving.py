@@ -156,3 +156,48 @@ def test_serve_from_run_folder(tmp_path, multi_community_dataset, features):
     assert state.mode == "factors"
     client = TestClient(create_app(state))
     assert client.get(f"/recommend/{ds.user_ids[0]}", params={"k": 5}).status_code == 200
+
+
+@pytest.mark.parametrize("aggregation", ["last", "mean"])
+def test_served_top_k_is_the_cells_offline_top_k(tmp_path, multi_community_dataset, features, aggregation):
+    """Serving loads the cell's fitted model: its top-K equals the offline evaluator's, for a
+    factor model and for ProfileMatch with any aggregation (issue 12)."""
+    from vlmrec.evaluation.evaluator import Evaluator
+    from vlmrec.experiments.artifacts import CellArtifact
+    from vlmrec.experiments.config import parse_config
+    from vlmrec.experiments.runner import Runner
+    from vlmrec.serving.loader import from_run
+
+    ds = multi_community_dataset
+    ds.save(tmp_path / "ds")
+    features.save(tmp_path / "feat")
+    cfg = parse_config(
+        {
+            "name": "s",
+            "output_dir": str(tmp_path / "run"),
+            "threads": 1,
+            "dataset": {"prepared": str(tmp_path / "ds")},
+            "features": [{"name": "f", "path": str(tmp_path / "feat")}],
+            "models": [
+                {"name": "bprmf", "params": {"epochs": 2}},
+                {
+                    "name": "profilematch",
+                    "params": {"aggregation": aggregation, "last_n": 2},
+                    "features": ["f"],
+                },
+            ],
+        }
+    )
+    out = Runner(cfg).run()
+    for name in ("bprmf", "profilematch"):
+        state = from_run(tmp_path / "run", model=name, index_kind="flat")
+        cell = CellArtifact(CellArtifact.folder(tmp_path / "run", state.description["cell"]))
+        # the service excludes everything the user interacted with, test items included
+        offline = Evaluator(ds, "test", mask=("train", "valid", "test")).topk(
+            cell.load_model(), np.arange(6), 10
+        )
+        client = TestClient(create_app(state))
+        for u in range(6):
+            got = client.get(f"/recommend/{ds.user_ids[u]}", params={"k": 10}).json()["items"]
+            assert got == [str(ds.item_ids[i]) for i in offline[u]], (name, aggregation, u)
+    assert len(out.results)

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
+from vlmrec.experiments.artifacts import CellArtifact
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.models.base import FactorModel, get_model_class
 from vlmrec.serving.index import IndexChoice, IndexParams
 from vlmrec.serving.state import Encoder, Mode, ServingState
 
@@ -155,9 +157,10 @@ def _servable_from_run(run: Path, model: str | None, features: str | None) -> Se
         rows = rows[rows["features"] == features]
 
     def servable(c, m, f) -> bool:
-        return (run / "cells" / c / "factors.npz").exists() or (
-            m == "profilematch" and (run / "features" / str(f) / "vectors.npy").exists()
-        )
+        cell = CellArtifact.find(run, c)
+        if cell is None or not cell.has_model:
+            return False
+        return issubclass(get_model_class(cell.record()["model"]), FactorModel)
 
     ok = [servable(c, m, f) for c, m, f in zip(rows["cell"], rows["model"], rows["features"])]
     ranked = rows.sort_values(["valid_score", "seed"], ascending=[False, True])
@@ -166,8 +169,8 @@ def _servable_from_run(run: Path, model: str | None, features: str | None) -> Se
     if rows.empty:
         raise DataError(
             f"{run}: no servable cell for model={model!r} features={features!r} "
-            f"(available: {sorted(set(zip(res['model'], res['features'])))}; servable cells are factor "
-            "models with factors.npz and profilematch with its features)"
+            f"(available: {sorted(set(zip(res['model'], res['features'])))}; servable cells are "
+            "the chosen cells of factor models, profilematch included, which keep their fitted model)"
         )
     best = rows.sort_values(["valid_score", "seed"], ascending=[False, True]).iloc[0]
     desc = {
@@ -180,7 +183,7 @@ def _servable_from_run(run: Path, model: str | None, features: str | None) -> Se
     if best_any is not None and best_any["cell"] != best["cell"]:
         desc["not_served"] = (
             f"the best cell by validation is {best_any['model']}/{best_any['features']} "
-            f"({float(best_any['valid_score']):.4f}), which has no servable artifact (no factors.npz)"
+            f"({float(best_any['valid_score']):.4f}), which is not servable (not a factor model, or its cell kept no model)"
         )
         log.warning("%s: %s; serving %s/%s", run, desc["not_served"], best["model"], best["features"])
     ds_dir = run / "dataset"
@@ -188,10 +191,22 @@ def _servable_from_run(run: Path, model: str | None, features: str | None) -> Se
         ds_dir = Path(json.loads((run / "config.json").read_text())["dataset"]["prepared"])
     ds = Dataset.load(ds_dir)
     state_dir = run / "serving" / f"{best['model']}__{best['features']}"
+    fitted = CellArtifact(CellArtifact.folder(run, best["cell"])).load_model()
+    assert isinstance(fitted, FactorModel)
     feat_dir = run / "features" / str(best["features"])
-    if best["model"] == "profilematch" and (feat_dir / "vectors.npy").exists():
+    params = fitted.get_params()
+    if (
+        fitted.name == "profilematch"
+        and params.get("aggregation") == "mean"
+        and (feat_dir / "vectors.npy").exists()
+    ):
+        # mean profiles update online from new events with the same rule the model used
         fs = FeatureSet.load(feat_dir, ds, mmap=True)
         return Servable(ds, "profile", fs.vectors, None, desc, state_dir, features=fs)
-    with np.load(run / "cells" / best["cell"] / "factors.npz") as z:
-        users, items = z["user_factors"], z["item_factors"]
+    if fitted.name == "profilematch":
+        desc["note"] = (
+            f"profiles served as fitted (aggregation {params.get('aggregation')!r}); new events do not "
+            "update them (only mean profiles update online)"
+        )
+    users, items = fitted.user_factors_, fitted.item_factors_
     return Servable(ds, "factors", items, users, desc, state_dir)
