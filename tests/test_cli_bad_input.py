@@ -100,3 +100,67 @@ def test_version_and_a_real_subprocess_without_traceback(prepared, tmp_path):
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr
     assert "epochs" in bad.stdout + bad.stderr
+
+
+@pytest.mark.parametrize(
+    "evaluation,expected",
+    [
+        ({"ks": [10, 20], "select": "recall@50"}, "K=50 is not among the cutoffs"),
+        ({"ks": [10, 10]}, "distinct"),
+        ({"ks": [0]}, "distinct integers >= 1"),
+        ({"select": "auc@20"}, "expected METRIC@K"),
+    ],
+)
+def test_config_evaluation_is_checked_at_load(evaluation, expected):
+    from vlmrec.errors import ConfigError
+    from vlmrec.experiments.config import parse_config
+
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(
+            {
+                "name": "t",
+                "dataset": {"prepared": "x"},
+                "models": [{"name": "mostpop"}],
+                "evaluation": evaluation,
+            },
+            "t.yaml",
+        )
+
+
+def test_config_grid_points_are_validated_before_training():
+    from vlmrec.errors import ConfigError
+    from vlmrec.experiments.config import parse_config
+
+    bad = {"name": "bprmf", "grid": {"epochs": [5, 0]}}
+    with pytest.raises(ConfigError, match="epochs=0"):
+        parse_config({"name": "t", "dataset": {"prepared": "x"}, "models": [bad]}, "t.yaml")
+
+
+def test_select_follows_the_cutoffs_and_ks_above_the_catalogue_fail_before_training(prepared, tmp_path):
+    from vlmrec.errors import ConfigError
+    from vlmrec.experiments.config import parse_config
+    from vlmrec.experiments.runner import Runner
+
+    small = parse_config(
+        {
+            "name": "t",
+            "dataset": {"prepared": "x"},
+            "models": [{"name": "mostpop"}],
+            "evaluation": {"ks": [5, 10]},
+        },
+        "t.yaml",
+    )
+    assert small.evaluation.select == "recall@10"
+    cfg = parse_config(
+        {
+            "name": "t",
+            "output_dir": str(tmp_path / "run"),
+            "dataset": {"prepared": str(prepared)},
+            "models": [{"name": "mostpop"}],
+            "evaluation": {"ks": [10, 500], "select": "recall@10"},
+        },
+        "t.yaml",
+    )
+    with pytest.raises(ConfigError, match="above the catalogue size"):
+        Runner(cfg).run()
+    assert not (tmp_path / "run" / "cells").exists()

@@ -116,7 +116,8 @@ class EvaluationConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
     segments: list[SegmentGroup] = Field(default_factory=list)
-    select: str = "recall@20"
+    select: str | None = None
+    """METRIC@K chosen on validation; default recall@20 when 20 is a cutoff, else recall@max(ks)."""
     mask: list[MaskSplit] = Field(default_factory=lambda: ["train", "valid"])
     test: Literal["wilcoxon", "ttest"] = "wilcoxon"
     alpha: float = 0.05
@@ -141,9 +142,30 @@ class EvaluationConfig(Strict):
     def _segments(cls, v):
         return list(dict.fromkeys(v))  # no duplicates
 
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v):
+        if not v or any(k < 1 for k in v) or len(set(v)) != len(v):
+            raise ValueError(f"{v}: cutoffs must be distinct integers >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _select_is_measured(self):
+        # checked here, at load, so a bad value fails before any grid trains
+        if self.select is None:
+            self.select = f"recall@{20 if 20 in self.ks else max(self.ks)}"
+        metric, _, k = self.select.partition("@")
+        if metric not in METRICS or not k.isdigit():
+            raise ValueError(
+                f"select {self.select!r}: expected METRIC@K with METRIC in {list(METRICS)}, e.g. recall@20"
+            )
+        if int(k) not in self.ks:
+            raise ValueError(f"select {self.select!r}: K={k} is not among the cutoffs ks={self.ks}")
+        return self
+
     @property
     def select_metric(self) -> tuple[str, int]:
-        metric, _, k = self.select.partition("@")
+        metric, _, k = str(self.select).partition("@")
         if metric not in METRICS or not k.isdigit():
             raise ConfigError(f"evaluation.select {self.select!r}: expected METRIC@K, e.g. recall@20")
         return metric, int(k)
@@ -182,6 +204,14 @@ class ExperimentConfig(Strict):
             bad = [p for p in [*m.params, *m.grid] if p not in valid]
             if bad:
                 raise ValueError(f"models[{i}] ({m.name}): unknown parameter(s) {bad}; valid: {valid}")
+            from vlmrec.errors import ModelError
+            from vlmrec.models.base import validate_params
+
+            for point in m.grid_points():  # types and ranges of every grid point, before any training
+                try:
+                    validate_params(m.name, point)
+                except ModelError as e:
+                    raise ValueError(f"models[{i}] ({m.name}): {e}") from None
             for combo in m.features:
                 for ref in combo:
                     if ref not in names:

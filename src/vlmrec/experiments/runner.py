@@ -23,6 +23,7 @@ import pandas as pd
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.data.prepare import input_signature, prepare_dataset
+from vlmrec.errors import ConfigError
 from vlmrec.evaluation.segments import segment_info
 from vlmrec.experiments.artifacts import CellArtifact
 from vlmrec.experiments.cell import run_cell
@@ -257,6 +258,10 @@ class Runner:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(self.cfg.model_dump_json(indent=1))
         ds = self.dataset()
+        if max(self.cfg.evaluation.ks) > ds.n_items:
+            raise ConfigError(
+                f"evaluation.ks {self.cfg.evaluation.ks}: cutoffs above the catalogue size ({ds.n_items} items)"
+            )
         fsets = self.features(ds)
         selected: dict[str, int] = {}  # cell key -> grid size of its row
         selections: list[dict] = []
