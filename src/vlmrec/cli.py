@@ -154,6 +154,15 @@ def prepare(
         f"density {s['density']:.4%}  (train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,})"
         f"  items with image {s['items_with_image']:,}"
     )
+    console.print(
+        f"users covered: train {s.get('users_train', 0):,} / valid {s.get('users_valid', 0):,} / "
+        f"test {s.get('users_test', 0):,}"
+    )
+    cold = (
+        (ds.info.get("split") or {}).get("n_cold_items") if isinstance(ds.info.get("split"), dict) else None
+    )
+    if cold:
+        console.print(f"cold items (never in training): {cold:,}")
 
 
 @app.command()
@@ -188,6 +197,9 @@ def evaluate(
     param: list[str] = typer.Option([], "--param", help="Hyperparameter NAME=VALUE (repeatable)."),
     k: str = typer.Option("10,20", help="Cutoffs."),
     seed: int = typer.Option(0, min=0),
+    mask: str = typer.Option(
+        "train,valid", help="Splits masked from the test ranking: train,valid (default) or train (MMRec)."
+    ),
     out: Path = typer.Option(
         Path("vlmrec-results"), help="Folder for results.csv/.parquet and per-user values."
     ),
@@ -212,7 +224,10 @@ def evaluate(
             for p in features.split(","):
                 fs = FeatureSet.load(Path(p.strip()), ds)
                 fsets[fs.name] = fs
-        res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=ks)
+        masked = tuple(x.strip() for x in mask.split(","))
+        if masked not in (("train",), ("train", "valid")):
+            raise ConfigError(f"--mask {mask!r}: choose train,valid or train")
+        res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=ks, mask=masked)
     except VlmrecError as e:
         _fail(e)
     write_results(out, res.results, res.per_user)
