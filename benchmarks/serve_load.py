@@ -181,13 +181,14 @@ SERVER = textwrap.dedent(
         import json as stdjson
 
         rng = np.random.default_rng(3)
-        users = [f"u{u}" for u in rng.integers(len(state.user_ids) if hasattr(state, "user_ids") else 1000, size=n + 1)]
+        users = [f"u{u}" for u in rng.integers(1000, size=n + 1)]
+        pos = state.users.position if CFG["code"] == "new" else state.user_index.__getitem__
         out = {}
         def search(i):
-            u = state.user_index[users[i]]
+            u = pos(users[i])
             state.index.search(state.user_vector(u)[None, :], 20, [set(state.history[u])])
         out["index_search"] = cpu_us(search, n)
-        out["profile_vector"] = cpu_us(lambda i: state.user_vector(state.user_index[users[i]]), n)
+        out["profile_vector"] = cpu_us(lambda i: state.user_vector(pos(users[i])), n)
         recs = [state.recommend_user(users[i], 20) for i in range(n + 1)]
         out["state_recommend"] = cpu_us(lambda i: state.recommend_user(users[i], 20), n)
         if CFG["code"] == "new":
@@ -532,8 +533,12 @@ def main() -> None:
     ap.add_argument("--recall-sizes", default="1000000")
     ap.add_argument("--recall-data", default="clustered,gaussian")
     ap.add_argument("--recall-kinds", default="ivf,hnsw")
-    ap.add_argument("--notes", default="", help="free text recorded with the results")
+    ap.add_argument(
+        "--notes", default="", help="Markdown text appended to the results (a file name reads the file)"
+    )
     args = ap.parse_args()
+    if args.notes and Path(args.notes).is_file():
+        args.notes = Path(args.notes).read_text()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="serve_load-"))
     workdir.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
@@ -606,7 +611,12 @@ def markdown(args, rows: list[dict], recalls: list[dict]) -> str:
     ]
     for r in rows:
         raw = r["raw_vectors_mb"]
-        build = f"{r['build_s']:.0f} ({r['build_peak_mb']:.0f})" if "build_s" in r else "at every start"
+        if "build_s" not in r:
+            build = "at every start"
+        elif r.get("build_reused"):
+            build = "reused (persisted)"
+        else:
+            build = f"{r['build_s']:.0f} ({r['build_peak_mb']:.0f})"
         for ld in r["load"]:
             md.append(
                 f"| {r['label']} | {r['code']} | {r['index']} | {r['workers']} | {ld['concurrency']} | {ld['rps']:.0f} | "
@@ -642,7 +652,7 @@ def markdown(args, rows: list[dict], recalls: list[dict]) -> str:
             "Index build and recall@20 against exact search (L2-normalised vectors, inner product = cosine; "
             f"builds use every core ({os.cpu_count()}), queries one thread, 200 queries):",
             "",
-            "| items | data | index | parameters | build s | load at build | exact ms/query | search | recall@20 | ms/query |",
+            "| items | data | index | parameters | build s | load at build | exact ms/query (numpy, full sort) | search | recall@20 | ms/query |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in recalls:
@@ -659,6 +669,8 @@ def markdown(args, rows: list[dict], recalls: list[dict]) -> str:
                         f"{e['loadavg_at_build'][0]:.1f} | {r['exact_ms_per_query']:.1f} | {knob} | "
                         f"{s['recall@20']:.3f} | {s['ms_per_query']:.2f} |"
                     )
+    if args.notes:
+        md += ["", "## Notes", "", args.notes]
     return "\n".join(md)
 
 

@@ -146,6 +146,7 @@ def test_serve_from_run_folder(tmp_path, multi_community_dataset, features):
             "models": [
                 {"name": "bprmf", "params": {"epochs": 2}},
                 {"name": "profilematch", "features": ["f"]},
+                {"name": "mostpop"},
             ],
         }
     )
@@ -156,6 +157,15 @@ def test_serve_from_run_folder(tmp_path, multi_community_dataset, features):
     assert state.mode == "factors"
     client = TestClient(create_app(state))
     assert client.get(f"/recommend/{ds.user_ids[0]}", params={"k": 5}).status_code == 200
+    # the best cell has no servable artifact: another is served, and the service says which and why
+    import pandas as pd
+
+    res = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    res.loc[res["model"] == "mostpop", "valid_score"] = 2.0
+    res.to_parquet(tmp_path / "run" / "results.parquet")
+    state = from_run(tmp_path / "run")
+    assert state.description["model"] != "mostpop" and "mostpop" in state.description["not_served"]
+    assert "mostpop" in TestClient(create_app(state)).get("/health").json()["not_served"]
 
 
 @pytest.mark.parametrize("aggregation", ["last", "mean"])

@@ -137,3 +137,25 @@ def test_serve_options_are_checked_before_any_work():
         make_spec(nprobe=0)
     with pytest.raises(ConfigError, match="--ef-search 2"):
         make_spec(ef_search=2)
+
+
+def test_id_map_round_trips_ids_and_refuses_duplicates():
+    from vlmrec.errors import DataError
+    from vlmrec.serving.ids import IdMap
+
+    ids = ["007", "7", "b", "a", "ünï", "x y", "a\x00b", "0.0", "longest-id-of-all"]
+    m = IdMap(np.array(ids, dtype=object), "item")
+    assert [m.position(i) for i in ids] == list(range(len(ids))) and list(m) == ids
+    assert m.names([4, 0, 1]) == ["ünï", "007", "7"]
+    for unknown in ("", "00", "7\x00", "zzz", "longest-id-of-all-and-more", "\ud800"):
+        assert m.get(unknown) is None and unknown not in m
+    with pytest.raises(KeyError, match="unknown item 'zzz'"):
+        m.position("zzz")
+    assert m.append("new") == len(ids) and m.position("new") == len(ids) and m.name(len(ids)) == "new"
+    assert m.names([0, len(ids)]) == ["007", "new"]
+    with pytest.raises(DataError, match="already exists"):
+        m.append("7")
+    with pytest.raises(DataError, match="duplicate item '7'"):
+        IdMap(["7", "8", "7"], "item")
+    odd = IdMap(["a\x00", "a"], "user")  # a trailing NUL: kept exactly (dict fallback)
+    assert odd.position("a\x00") == 0 and odd.position("a") == 1 and odd.names([1, 0]) == ["a", "a\x00"]

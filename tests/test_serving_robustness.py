@@ -43,8 +43,8 @@ def test_crash_mid_write_then_append_then_restart_keeps_every_acknowledged_event
     assert r.status_code == 201 and r.json()["new_user"] is True
     state, client = start(ds, features, tmp_path)  # and again: everything acknowledged is back
     for user in ("before-1", "before-2", "after-crash"):
-        assert user in state.user_index, user
-    assert "never-acked" not in state.user_index
+        assert user in state.users, user
+    assert "never-acked" not in state.users
     assert item[2] not in client.get("/recommend/after-crash", params={"k": 50}).json()["items"]
     assert client.get("/health").json()["bad_log_lines"]["events.jsonl"] == 1  # the cut line
     lines = (tmp_path / "events.jsonl").read_bytes().split(b"\n")
@@ -79,8 +79,8 @@ def test_corrupt_lines_in_the_logs_are_skipped_counted_and_named(
     )
     with caplog.at_level(logging.WARNING):
         state, client = start(ds, features, tmp_path)
-    assert {"good-1", "good-2"} <= set(state.user_index) and "bad-utf8" not in state.user_index
-    assert "new-1" in state.item_index and "short" not in state.item_index
+    assert {"good-1", "good-2"} <= set(state.users) and "bad-utf8" not in state.users
+    assert "new-1" in state.items and "short" not in state.items
     health = client.get("/health").json()
     assert health["status"] == "ok"
     assert health["bad_log_lines"] == {"events.jsonl": 5, "items.jsonl": 2}
@@ -91,7 +91,7 @@ def test_corrupt_lines_in_the_logs_are_skipped_counted_and_named(
     assert client.get("/recommend/good-1", params={"k": 3}).status_code == 200
     assert client.post("/events", json={"user_id": "good-3", "item_id": a}).status_code == 201
     state, _ = start(ds, features, tmp_path)
-    assert "good-3" in state.user_index
+    assert "good-3" in state.users
 
 
 @pytest.mark.parametrize(

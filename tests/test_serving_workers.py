@@ -48,7 +48,7 @@ WRITER = textwrap.dedent(
     spec = ServeSpec.model_validate_json(sys.argv[1])
     state = load_state(spec)
     print("loaded" if state.index.info["loaded"] else "built", flush=True)
-    items = state.item_ids[:40]
+    items = state.items.names(range(40))
     for j in range(int(sys.argv[3])):
         state.add_event(f"{sys.argv[2]}-{j % 7}", items[j % len(items)])
     """
@@ -74,7 +74,7 @@ def test_concurrent_processes_build_once_and_append_without_loss(on_disk):
     assert all(isinstance(json.loads(line), dict) for line in lines[:-1])  # no interleaved writes
     state = load_state(on_disk)
     assert state.events_log.bad_lines == 0
-    assert {f"{w}-{j}" for w in "pqr" for j in range(7)} <= set(state.user_index)
+    assert {f"{w}-{j}" for w in "pqr" for j in range(7)} <= set(state.users)
 
 
 def _free_port() -> int:

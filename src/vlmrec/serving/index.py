@@ -271,6 +271,8 @@ class VectorIndex:
     def rows(self, ids) -> np.ndarray:
         """The vectors of item positions `ids` (a copy, float32, len(ids) x dim)."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
+        if len(ids) and ids.min() < 0:
+            raise ModelError(f"item positions must be >= 0, got {ids.min()}")
         out = np.empty((len(ids), self.dim), np.float32)
         base = ids < self.n_base
         if base.any():

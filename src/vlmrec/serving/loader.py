@@ -19,9 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
-from vlmrec.experiments.artifacts import CellArtifact
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import FactorModel, get_model_class
 from vlmrec.serving.index import IndexChoice, IndexParams
 from vlmrec.serving.state import Encoder, Mode, ServingState
 
@@ -147,6 +145,11 @@ def from_run(
 
 
 def _servable_from_run(run: Path, model: str | None, features: str | None) -> Servable:
+    # imported here: models bring torch (~200 MB resident), which serving from a dataset and a
+    # FeatureSet, or from an already built state, does not need
+    from vlmrec.experiments.artifacts import CellArtifact
+    from vlmrec.models.base import FactorModel, get_model_class
+
     if not (run / "results.parquet").exists():
         raise DataError(f"{run}: no results.parquet; run `vlmrec run` first")
     res = pd.read_parquet(run / "results.parquet")

@@ -244,6 +244,6 @@ def create_app(state: ServingState) -> FastAPI:
         else:
             vector = np.asarray(item.vector, np.float32)
         state.add_item(item.item_id, vector)
-        return {"ok": True, "items": len(state.item_ids)}
+        return {"ok": True, "items": len(state.items)}
 
     return app

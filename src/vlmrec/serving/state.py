@@ -35,6 +35,7 @@ import pandas as pd
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError, ModelError
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.serving.ids import IdMap
 from vlmrec.serving.index import IndexParams, l2_normalise, open_index
 from vlmrec.serving.logs import JsonlLog
 
@@ -101,12 +102,9 @@ class ServingState:
             raise ModelError(f"serving mode {mode!r}: profile or factors")
         self.mode: Mode = mode
         self.lock = threading.RLock()
-        self.item_ids = [str(i) for i in item_ids]
-        self.item_index = {iid: k for k, iid in enumerate(self.item_ids)}
-        if len(self.item_index) != len(self.item_ids):
-            raise DataError("serving: duplicate item ids")
-        if len(item_vectors) != len(self.item_ids):
-            raise DataError(f"serving: {len(item_vectors)} item vectors for {len(self.item_ids)} item ids")
+        self.items = IdMap(item_ids, "item")
+        if len(item_vectors) != len(self.items):
+            raise DataError(f"serving: {len(item_vectors)} item vectors for {len(self.items)} item ids")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.index_choice = index_kind
@@ -114,21 +112,20 @@ class ServingState:
             self.state_dir / "index", item_vectors, index_kind, index_params, normalise=mode == "profile"
         )
         self.dim = self.index.dim
-        self.user_ids = [str(u) for u in user_ids]
-        self.user_index = {uid: k for k, uid in enumerate(self.user_ids)}
+        self.users = IdMap(user_ids, "user")
         self.history = [set(h) for h in history]
-        if len(self.history) != len(self.user_ids):
-            raise DataError(f"serving: {len(self.history)} histories for {len(self.user_ids)} users")
+        if len(self.history) != len(self.users):
+            raise DataError(f"serving: {len(self.history)} histories for {len(self.users)} users")
         if mode == "profile":
             if profile_pairs is None:
                 users = np.repeat(np.arange(len(self.history)), [len(h) for h in self.history])
                 items = np.fromiter((i for h in self.history for i in sorted(h)), np.int64, len(users))
                 profile_pairs = (users, items)
-            self.users = _Rows(self._profile_sums(*profile_pairs))
+            self.user_rows = _Rows(self._profile_sums(*profile_pairs))
         else:
-            if user_vectors is None or len(user_vectors) != len(self.user_ids):
+            if user_vectors is None or len(user_vectors) != len(self.users):
                 raise DataError("factor serving needs one user vector per user")
-            self.users = _Rows(user_vectors)
+            self.user_rows = _Rows(user_vectors)
         self.folded_in: set[int] = set()
         self.description = description or {}
         self.encoder = encoder
@@ -203,7 +200,7 @@ class ServingState:
         items = np.asarray(items, np.int64)
         order = np.argsort(users, kind="stable")
         users, items = users[order], items[order]
-        out = np.zeros((len(self.user_ids), self.dim), np.float32)
+        out = np.zeros((len(self.users), self.dim), np.float32)
         for s in range(0, len(users), block):
             u, rows = users[s : s + block], self.index.rows(items[s : s + block])
             starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
@@ -214,8 +211,8 @@ class ServingState:
     def user_vector(self, u: int) -> np.ndarray:
         """The user's query vector (profile: the normalised history mean; factors: its factors)."""
         if self.mode == "profile":
-            return _l2(self.users[u])
-        return self.users[u]
+            return _l2(self.user_rows[u])
+        return self.user_rows[u]
 
     def adhoc_vector(self, items: list[int], weights: Sequence[float] | None) -> np.ndarray:
         """The query vector of an ad-hoc history (weighted mean of its items' vectors)."""
@@ -242,7 +239,7 @@ class ServingState:
             raise DataError(f"weights: {len(weights)} values for {len(item_ids)} items")
         self.sync()
         with self.lock:
-            items = [self._item(i) for i in item_ids]
+            items = [self.items.position(i) for i in item_ids]
             return self._search(self.adhoc_vector(items, weights), k, set(items))
 
     def similar(self, item_id: str, k: int) -> Recommendation:
@@ -255,7 +252,7 @@ class ServingState:
     def _search(self, vec: np.ndarray, k: int, exclude: set[int]) -> Recommendation:
         scores, ids = self.index.search(vec[None, :], k, [exclude])
         keep = ids[0] >= 0
-        return Recommendation([self.item_ids[i] for i in ids[0][keep]], scores[0][keep].tolist())
+        return Recommendation(self.items.names(ids[0][keep]), scores[0][keep].tolist())
 
     # ---- updates -------------------------------------------------------------------------
     def add_event(self, user_id: str, item_id: str, timestamp: float | None = None) -> bool:
@@ -272,7 +269,7 @@ class ServingState:
             self.sync()
             with self.lock:
                 self._item(item_id)
-                created = user_id not in self.user_index
+                created = user_id not in self.users
             self.events_log.append(record)
             self.sync()
         return created
@@ -284,7 +281,7 @@ class ServingState:
         with self.items_log.locked():
             self.sync()
             with self.lock:
-                if item_id in self.item_index:
+                if item_id in self.items:
                     raise DataError(f"item {item_id!r} already exists")
             self.items_log.append({"item_id": item_id, "vector": vector.tolist()})
             self.sync()
@@ -317,14 +314,12 @@ class ServingState:
         except (TypeError, ValueError, DataError) as e:
             self.items_log.skip(line, f"bad 'vector' ({e})")
             return
-        if item_id in self.item_index:
+        if item_id in self.items:
             self.items_log.skip(line, f"item {item_id!r} already exists")
             return
         vec = _l2(vec) if self.mode == "profile" else vec
-        k = len(self.item_ids)
-        self.index.add(vec[None, :], [k])
-        self.item_ids.append(item_id)
-        self.item_index[item_id] = k
+        self.index.add(vec[None, :], [len(self.items)])
+        self.items.append(item_id)
 
     def _apply_event(self, line: int, rec: dict) -> None:
         user_id, item_id, ts = rec.get("user_id"), rec.get("item_id"), rec.get("timestamp")
@@ -337,25 +332,25 @@ class ServingState:
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
             self.events_log.skip(line, "'timestamp' is not a number")
             return
-        i = self.item_index.get(item_id)
+        i = self.items.get(item_id)
         if i is None:
             self.skipped_events += 1
             log.warning("%s line %d: unknown item %r; event skipped", self.events_log.path, line, item_id)
             return
-        u = self.user_index.get(user_id)
+        u = self.users.get(user_id)
         if u is None:
             u = self._new_user(user_id)
         if self.mode == "profile":
-            self.users.data[u] += self.index.rows([i])[0]  # every event counts, as in the mean profile
+            self.user_rows.data[u] += self.index.rows([i])[0]  # every event counts, as in the mean profile
         self.history[u].add(i)
         if self.mode == "factors" and u in self.folded_in:
             # users unknown to the trained model are folded in from their items' factors
-            self.users.data[u] = self.adhoc_vector(sorted(self.history[u]), None)
+            self.user_rows.data[u] = self.adhoc_vector(sorted(self.history[u]), None)
 
     def _new_user(self, user_id: str) -> int:
-        u = self.users.append_zero()
-        self.user_index[user_id] = u
-        self.user_ids.append(user_id)
+        u = self.user_rows.append_zero()
+        if self.users.append(user_id) != u:
+            raise ModelError("serving: user vectors and user ids out of step")
         self.history.append(set())
         if self.mode == "factors":
             self.folded_in.add(u)
@@ -367,8 +362,8 @@ class ServingState:
         self.sync()
         return {
             "mode": self.mode,
-            "items": len(self.item_ids),
-            "users": len(self.user_ids),
+            "items": len(self.items),
+            "users": len(self.users),
             "dim": self.dim,
             "index": self.index.kind,
             "index_choice": self.index_choice,
@@ -381,18 +376,10 @@ class ServingState:
         }
 
     def _user(self, user_id: str) -> int:
-        if user_id not in self.user_index:
-            raise KeyError(f"unknown user {_clip(user_id)!r}")
-        return self.user_index[user_id]
+        return self.users.position(user_id)
 
     def _item(self, item_id: str) -> int:
-        if item_id not in self.item_index:
-            raise KeyError(f"unknown item {_clip(item_id)!r}")
-        return self.item_index[item_id]
-
-
-def _clip(text: str, n: int = 80) -> str:
-    return text if len(text) <= n else text[:n] + "..."
+        return self.items.position(item_id)
 
 
 def _history(dataset: Dataset, splits) -> list[set[int]]:
