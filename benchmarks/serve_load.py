@@ -169,7 +169,8 @@ SERVER = textwrap.dedent(
 
 
     def cpu_us(fn, n):
-        fn(0)  # warm
+        for i in range(n):  # warm: every page this layer touches is mapped before timing
+            fn(i)
         t, w = time.process_time(), time.perf_counter()
         for i in range(n):
             fn(i)
@@ -519,6 +520,13 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="worker counts of the new code")
     ap.add_argument("--baseline", default=None, help="git revision of the 'before' serving code")
     ap.add_argument("--baseline-index", default="hnsw")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="KIND:JSON",
+        help='extra new-code rows (1 worker), e.g. hnsw:{"hnsw_m":16,"ef_construction":40}',
+    )
     ap.add_argument("--requests", type=int, default=6000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=8)
@@ -530,6 +538,12 @@ def main() -> None:
     ap.add_argument(
         "--no-recall", action="store_true", help="skip the recall section (keeps its previous results)"
     )
+    ap.add_argument(
+        "--render", action="store_true", help="only rewrite the Markdown (and notes) from the JSON"
+    )
+    ap.add_argument(
+        "--merge", action="store_true", help="keep previous load rows that this run does not measure again"
+    )
     ap.add_argument("--recall-sizes", default="1000000")
     ap.add_argument("--recall-data", default="clustered,gaussian")
     ap.add_argument("--recall-kinds", default="ivf,hnsw")
@@ -539,6 +553,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.notes and Path(args.notes).is_file():
         args.notes = Path(args.notes).read_text()
+    if args.render:
+        previous = json.loads(RESULTS_JSON.read_text())
+        previous["notes"] = args.notes
+        RESULTS_JSON.write_text(json.dumps(previous, indent=1, default=str))
+        text = markdown(args, previous["load"], previous["recall"])
+        (RESULTS / "serve_load.md").write_text(text + "\n")
+        print(text)
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="serve_load-"))
     workdir.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
@@ -561,7 +583,7 @@ def main() -> None:
                         "src": str(src),
                     }
                 )
-            for w in map(int, args.workers.split(",")):
+            for w in [int(x) for x in args.workers.split(",") if x.strip()]:
                 configs.append(
                     {
                         "label": f"after-{n}-w{w}",
@@ -572,13 +594,39 @@ def main() -> None:
                         "src": str(ROOT / "src"),
                     }
                 )
+            for extra in args.also:
+                kind, _, raw = extra.partition(":")
+                params = json.loads(raw or "{}")
+                short = {
+                    "hnsw_m": "M",
+                    "ef_construction": "efC",
+                    "ef_search": "ef",
+                    "nlist": "nlist",
+                    "nprobe": "nprobe",
+                }
+                tag = "".join(f"-{short.get(k, k)}{v}" for k, v in sorted(params.items()))
+                configs.append(
+                    {
+                        "label": f"after-{n}-{kind}{tag}",
+                        "code": "new",
+                        "kind": kind,
+                        "workers": 1,
+                        "params": params,
+                        "src": str(ROOT / "src"),
+                    }
+                )
             for c in configs:
-                state_dir = workdir / f"state-{c['code']}-{n}-{c['kind']}"
+                tag = "".join(f"-{k}{v}" for k, v in sorted(c["params"].items()))
+                state_dir = workdir / f"state-{c['code']}-{n}-{c['kind']}{tag}"
                 c.update(data, state_dir=str(state_dir))
                 print(
                     f"{c['label']}: {c['code']} code, index {c['kind']}, {c['workers']} worker(s)", flush=True
                 )
                 rows.append(measure(c, args, workdir))
+        if args.merge:
+            fresh = {r["label"] for r in rows}
+            kept = [r for r in previous.get("load", []) if "label" in r and r["label"] not in fresh]
+            rows = kept + rows
     else:
         rows = [r for r in previous.get("load", []) if "label" in r]
     if args.no_recall:  # keep the previous recall section (if it has this script's format)
@@ -627,24 +675,30 @@ def markdown(args, rows: list[dict], recalls: list[dict]) -> str:
     if rows:
         md += [
             "",
-            "Where the time of one request goes, measured inside the server process before it serves "
-            "(mean CPU microseconds per request over 1,000 requests; state.recommend includes the search and the "
-            "profile vector, the ASGI app includes state.recommend and the JSON encoding, less the cost of the "
-            "timing harness itself; 'HTTP server' = server CPU per request under load (8 clients) minus the ASGI app):",
+            "Where the CPU time of one request goes (microseconds). The first three columns are timed inside the "
+            "server process before it serves (mean over 1,000 requests); 'web stack' is the rest of the server's "
+            "CPU per request under load (8 clients): HTTP parsing and sockets (uvicorn), routing and parameter "
+            "validation (FastAPI / Starlette), the thread-pool hop of a sync endpoint (before), and the response. "
+            "'of which framework' is the same ASGI app timed in-process without sockets (for the before code this "
+            "sequential timing wakes a sleeping thread-pool thread on every request and overstates the hop, so it "
+            "is left out):",
             "",
-            "| run | index search | profile vector | state.recommend (search + profile + ids) | JSON encode | whole ASGI app | HTTP server (uvicorn, sockets) | total CPU ms/req under load |",
-            "|---|---|---|---|---|---|---|---|",
+            "| run | index search | profile + exclusions + ids | JSON encode | web stack | of which framework (in-process) | total CPU ms/req under load |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             b = r.get("breakdown_us", {})
             if not b:
                 continue
             total = r["load"][0]["server_cpu_ms_per_request"] * 1000
-            asgi = b["asgi_app"]["cpu"] - b.get("harness", {}).get("cpu", 0)
+            search, state = b["index_search"]["cpu"], b["state_recommend"]["cpu"]
+            encode = b["json_encode"]["cpu"]
+            web = total - state - encode
+            framework = b["asgi_app"]["cpu"] - b.get("harness", {}).get("cpu", 0) - state - encode
+            shown = f"{framework:.0f}" if r["code"] == "new" else "n/a"
             md.append(
-                f"| {r['label']} | {b['index_search']['cpu']:.0f} | {b['profile_vector']['cpu']:.0f} | "
-                f"{b['state_recommend']['cpu']:.0f} | {b['json_encode']['cpu']:.0f} | {asgi:.0f} | "
-                f"{total - asgi:.0f} | {total / 1000:.2f} |"
+                f"| {r['label']} | {search:.0f} | {state - search:.0f} | {encode:.0f} | {web:.0f} | {shown} | "
+                f"{total / 1000:.2f} |"
             )
     if recalls:
         md += [
