@@ -380,12 +380,17 @@ def _drop_pages(array: np.ndarray) -> None:
 
 
 def _sample_rows(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """`n` random rows, read in one sequential pass (random rows of a memory-mapped file would
+    map whole large pages of the file around each row)."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(vectors), size=min(n, len(vectors)), replace=False))
     out = np.empty((len(idx), vectors.shape[1]), np.float32)
-    for s in range(0, len(idx), 4096):  # random rows fault in whole neighbourhoods of pages
-        out[s : s + 4096] = vectors[idx[s : s + 4096]]
-        _drop_pages(vectors)
+    start = filled = 0
+    for block in iter_chunks(vectors):
+        lo, hi = np.searchsorted(idx, [start, start + len(block)])
+        out[filled : filled + hi - lo] = block[idx[lo:hi] - start]
+        filled += hi - lo
+        start += len(block)
     return out
 
 
@@ -422,10 +427,11 @@ def _build_faiss(kind: IndexKind, vectors: np.ndarray, params: IndexParams, norm
 
 
 def _fill_ivf(index, vectors: np.ndarray, normalise: bool) -> None:
-    """Add `vectors` to a trained IndexIVFFlat one whole list at a time: first every vector's
-    cell, then each list written once at its final size (faiss's own `add` grows every list by
-    doubling, which costs up to a second copy of the vectors at 1M items)."""
+    """Add `vectors` to a trained IndexIVFFlat with every list allocated once at its final size
+    (faiss's own `add` grows each list by doubling: up to a second copy of the vectors at 1M).
+    Two sequential passes over the source: each vector's cell, then the lists filled in place."""
     faiss = _faiss()
+    invlists = index.invlists
     n = len(vectors)
     cell = np.empty(n, np.int64)
     start = 0
@@ -433,17 +439,23 @@ def _fill_ivf(index, vectors: np.ndarray, normalise: bool) -> None:
         _, nearest = index.quantizer.search(l2_normalise(block) if normalise else block, 1)
         cell[start : start + len(block)] = nearest[:, 0]
         start += len(block)
-    order = np.argsort(cell, kind="stable")  # ids ascending inside each list
-    bounds = np.searchsorted(cell[order], np.arange(index.nlist + 1))
-    for lst in range(index.nlist):
-        ids = np.ascontiguousarray(order[bounds[lst] : bounds[lst + 1]])
-        if not len(ids):
-            continue
-        rows = np.ascontiguousarray(vectors[ids], dtype=np.float32)
-        if normalise:
-            rows = l2_normalise(rows)
-        index.invlists.add_entries(lst, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(rows.view(np.uint8)))
-        _drop_pages(vectors)  # scattered rows fault in pages all over the source file
+    sizes = np.bincount(cell, minlength=index.nlist)
+    for lst in np.flatnonzero(sizes):
+        invlists.resize(int(lst), int(sizes[lst]))
+    filled = np.zeros(index.nlist, np.int64)
+    start = 0
+    for block in iter_chunks(vectors):
+        c = cell[start : start + len(block)]
+        order = np.argsort(c, kind="stable")  # ids ascending inside each list
+        rows = np.ascontiguousarray((l2_normalise(block) if normalise else block)[order])
+        ids = np.ascontiguousarray(order + start)
+        lists, first, counts = np.unique(c[order], return_index=True, return_counts=True)
+        for lst, f, cnt in zip(lists.tolist(), first.tolist(), counts.tolist()):
+            invlists.update_entries(
+                lst, int(filled[lst]), cnt, faiss.swig_ptr(ids[f:]), faiss.swig_ptr(rows[f:].view(np.uint8))
+            )
+            filled[lst] += cnt
+        start += len(block)
     index.ntotal = n
 
 
