@@ -307,9 +307,8 @@ async def drive(port: int, n_requests: int, seconds: float, concurrency: int, k:
     users = rng.integers(N_USERS, size=n_requests)
     deadline = time.perf_counter() + seconds
 
-    async def connection():
+    async def connection(reader, writer):
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for i in counter:
                 if time.perf_counter() > deadline:
@@ -326,9 +325,16 @@ async def drive(port: int, n_requests: int, seconds: float, concurrency: int, k:
         finally:
             writer.close()
 
+    # connect one at a time, a little apart: a worker's event loop accepts every pending connection
+    # at once, so simultaneous connects would all land on one worker (a proxy in front spreads them)
+    conns = []
+    for _ in range(concurrency):
+        conns.append(await asyncio.open_connection("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+    deadline = time.perf_counter() + seconds
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    await asyncio.gather(*(connection(r, w) for r, w in conns))
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     ms = np.array(lat) * 1000
@@ -430,6 +436,7 @@ def measure(cfg: dict, args, workdir: Path) -> dict:
             row["profile_file"] = str(workdir / f"profile_{cfg['label']}.txt")
         pids = proc_tree(proc.pid)
         row["load"] = []
+        per0 = {p: cpu_seconds([p]) for p in pids}
         for conc, n_req, secs in (
             (args.concurrency, args.requests, args.seconds),
             (1, args.requests // 2, args.seconds / 2),
@@ -445,6 +452,7 @@ def measure(cfg: dict, args, workdir: Path) -> dict:
                 f"server {res['server_cpu_ms_per_request']:.2f} CPU-ms/req, load {la0[0]:.1f}",
                 flush=True,
             )
+        row["cpu_s_per_process"] = {str(p): round(cpu_seconds([p]) - per0[p], 2) for p in pids}
         row["memory"] = memory(pids)
         row["server_peak_mb"] = max(row["memory"]["peak_mb_per_process"])
     finally:
