@@ -159,3 +159,12 @@ def test_id_map_round_trips_ids_and_refuses_duplicates():
         IdMap(["7", "8", "7"], "item")
     odd = IdMap(["a\x00", "a"], "user")  # a trailing NUL: kept exactly (dict fallback)
     assert odd.position("a\x00") == 0 and odd.position("a") == 1 and odd.names([1, 0]) == ["a", "a\x00"]
+
+
+def test_loader_refuses_an_unknown_index_kind_with_the_choices(tmp_path):
+    from vlmrec.serving.loader import from_dataset, from_run
+
+    for load in (from_dataset, from_run):
+        args = (tmp_path, tmp_path) if load is from_dataset else (tmp_path,)
+        with pytest.raises(ConfigError, match="index 'annoy': choose one of auto, flat, hnsw, ivf"):
+            load(*args, index_kind="annoy")

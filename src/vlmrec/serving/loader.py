@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.serving.index import IndexChoice, IndexParams
+from vlmrec.serving.index import IndexChoice, IndexParams, resolve_kind
 from vlmrec.serving.state import Encoder, Mode, ServingState
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ def from_dataset(
     index_kind: str = "auto",
 ) -> ServingState:
     """ProfileMatch serving from a prepared dataset and a FeatureSet folder."""
+    resolve_kind(index_kind, 0)  # an unknown kind is a ConfigError listing the choices
     return load_state(
         ServeSpec(dataset=dataset_dir, features=str(features_dir), state_dir=state_dir, index=index_kind)
     )
@@ -139,6 +140,7 @@ def from_run(
     index_kind: str = "auto",
 ) -> ServingState:
     """Serving the best servable cell of a run (optionally of one model / features label)."""
+    resolve_kind(index_kind, 0)  # an unknown kind is a ConfigError listing the choices
     return load_state(
         ServeSpec(run=run_dir, model=model, features=features, state_dir=state_dir, index=index_kind)
     )
