@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlmrec.models.base import register
-from vlmrec.models.content import modality_matrices
+from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.lightgcn import propagate
 from vlmrec.models.sampling import NegativePool
@@ -35,20 +35,12 @@ def _neg_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1 - F.cosine_similarity(a, b, dim=-1)
 
 
-class BM3Net(nn.Module):
-    """ID embeddings, raw features (trainable by default), projections and the predictor."""
+class BM3Net(MultimodalNet):
+    """The shared multimodal parameters plus the predictor; projections and predictor
+    Xavier-normal, as in the reference."""
 
     def __init__(self, n_users: int, mats: list, dim: int, train_features: bool) -> None:
-        super().__init__()
-        n_items = mats[0].shape[0]
-        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
-        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
-        self.features = nn.ParameterList(
-            [
-                nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats
-            ]  # a copy: training must not edit the FeatureSet
-        )
-        self.project = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in mats])
+        super().__init__(n_users, mats, dim, dim, train_features)
         self.predictor = nn.Linear(dim, dim)
         for layer in [*self.project, self.predictor]:
             nn.init.xavier_normal_(layer.weight)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
 from vlmrec.features.featureset import FeatureSet
 
@@ -20,3 +22,22 @@ def modality_matrices(features: list[FeatureSet]) -> list[np.ndarray]:
 def concat_normalised(features: list[FeatureSet]) -> np.ndarray:
     """Row-L2-normalise each set, then concatenate (each modality weighs the same)."""
     return np.hstack([l2_rows(x) for x in modality_matrices(features)])
+
+
+class MultimodalNet(nn.Module):
+    """The parameters LATTICE, FREEDOM and BM3 share: user and item ID embeddings
+    (Xavier-uniform), the raw item features as parameters (trainable by default, as in the
+    references) and one linear projection per modality."""
+
+    def __init__(
+        self, n_users: int, mats: list[np.ndarray], dim: int, project_dim: int, train_features: bool
+    ) -> None:
+        super().__init__()
+        n_items = mats[0].shape[0]
+        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
+        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
+        # torch.tensor copies: training must not edit the FeatureSet's vectors
+        self.features = nn.ParameterList(
+            [nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats]
+        )
+        self.project = nn.ModuleList([nn.Linear(x.shape[1], project_dim) for x in mats])

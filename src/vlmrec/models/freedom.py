@@ -22,11 +22,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.models.base import register
-from vlmrec.models.content import modality_matrices
+from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import knn_normalised, sym_normalise, to_torch_sparse
 from vlmrec.models.lightgcn import propagate
 from vlmrec.models.sampling import NegativePool
@@ -51,20 +50,11 @@ def mixed_item_graph(features: list[FeatureSet], k: int, image_weight: float) ->
     return sum(w * knn_normalised(x, k) for w, x in zip(weights, mats)).tocsr()
 
 
-class FREEDOMNet(nn.Module):
-    """ID embeddings, raw features (trainable by default) and their projections."""
+class FREEDOMNet(MultimodalNet):
+    """ID embeddings, raw features (trainable by default) and their projections to `dim`."""
 
     def __init__(self, n_users: int, mats: list, dim: int, train_features: bool) -> None:
-        super().__init__()
-        n_items = mats[0].shape[0]
-        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
-        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
-        self.features = nn.ParameterList(
-            [
-                nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats
-            ]  # a copy: training must not edit the FeatureSet
-        )
-        self.project = nn.ModuleList([nn.Linear(x.shape[1], dim) for x in mats])
+        super().__init__(n_users, mats, dim, dim, train_features)
 
 
 @register("freedom")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlmrec.models.base import register
-from vlmrec.models.content import modality_matrices
+from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import (
     knn_normalised,
     to_torch_sparse,
@@ -69,21 +69,12 @@ def sym_normalised_values(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Te
     return inv[rows] * vals * inv[cols]
 
 
-class LATTICENet(nn.Module):
-    """ID embeddings, raw features (trainable by default), per-modality projections, modality
-    weights."""
+class LATTICENet(MultimodalNet):
+    """The shared multimodal parameters (projections to `feat_embed_dim`) plus the modality
+    weights alpha."""
 
     def __init__(self, n_users: int, mats: list, dim: int, feat_embed_dim: int, train_features: bool):
-        super().__init__()
-        n_items = mats[0].shape[0]
-        self.user = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, dim)))
-        self.item = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, dim)))
-        self.features = nn.ParameterList(
-            [
-                nn.Parameter(torch.tensor(x), requires_grad=train_features) for x in mats
-            ]  # a copy: training must not edit the FeatureSet
-        )
-        self.project = nn.ModuleList([nn.Linear(x.shape[1], feat_embed_dim) for x in mats])
+        super().__init__(n_users, mats, dim, feat_embed_dim, train_features)
         self.modal_weight = nn.Parameter(torch.full((len(mats),), 0.5))
 
 
