@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
-from vlmrec.experiments.results import with_segment
+from vlmrec.experiments.results import segment_rows
 
 ROW = ["dataset", "model", "features", "control"]
 MASK_TEXT = {
@@ -48,10 +48,8 @@ def leaderboard(
     """The leaderboard of one metric@k on one `segment` ("all" by default; tables without a
     segment column are all "all")."""
     rows = []
-    results = with_segment(results)
-    per_user = with_segment(per_user)
-    results = results[results["segment"] == segment]
-    per_user = per_user[per_user["segment"] == segment]
+    results = segment_rows(results, segment)
+    per_user = segment_rows(per_user, segment)
     sel = results[(results["metric"] == metric) & (results["k"] == k)]
     pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
     user_means = pu.groupby([*ROW, "user"])["value"].mean()

@@ -24,6 +24,11 @@ def with_segment(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(segment=frame["segment"].fillna(DEFAULT_SEGMENT))
 
 
+def segment_rows(frame: pd.DataFrame, segment: str = DEFAULT_SEGMENT) -> pd.DataFrame:
+    """The rows of one segment (a table without a `segment` column is all segment "all")."""
+    return frame[with_segment(frame)["segment"].astype(str) == segment]
+
+
 def write_results(out: str | Path, results: pd.DataFrame, per_user: pd.DataFrame | None = None) -> Path:
     """Write results.parquet, results.csv (and per_user.parquet) into `out`; returns the folder."""
     d = Path(out)

@@ -28,6 +28,7 @@ import pandas as pd
 
 from vlmrec.evaluation.significance import bootstrap_ci
 from vlmrec.experiments.leaderboard import ROW, leaderboard
+from vlmrec.experiments.results import segment_rows
 
 Label = Literal["helps", "hurts", "ignored", "used"]
 SEGMENTS: tuple[str, ...] = ("all", "warm", "cold", "head", "torso", "tail")
@@ -72,14 +73,6 @@ def direction(diff: float | None, significant: bool | None) -> str:
     if not significant:
         return "no sig. difference"
     return "better" if diff > 0 else "worse"
-
-
-def segment_rows(frame: pd.DataFrame, segment: str = "all") -> pd.DataFrame:
-    """The rows of one segment; a table without a `segment` column is all segment "all"."""
-    if "segment" not in frame.columns:
-        return frame if segment == "all" else frame.iloc[0:0]
-    seg = frame["segment"].fillna("all").astype(str)
-    return frame[seg == segment]
 
 
 def segments_present(results: pd.DataFrame) -> list[str]:
