@@ -128,12 +128,11 @@ def test_hnsw_recall_and_removal():
         assert idx.search(q[:1], 1)[1][0, 0] != top and len(idx) == 4999
 
 
-def test_serve_from_run_folder(tmp_path, multi_community_dataset, features):
+def _run_folder(tmp_path, ds, features, models):
+    """A finished `vlmrec run` over `ds` and one feature set "f", with the given model entries."""
     from vlmrec.experiments.config import parse_config
     from vlmrec.experiments.runner import Runner
-    from vlmrec.serving.loader import from_run
 
-    ds = multi_community_dataset
     ds.save(tmp_path / "ds")
     features.save(tmp_path / "feat")
     cfg = parse_config(
@@ -143,14 +142,26 @@ def test_serve_from_run_folder(tmp_path, multi_community_dataset, features):
             "threads": 1,
             "dataset": {"prepared": str(tmp_path / "ds")},
             "features": [{"name": "f", "path": str(tmp_path / "feat")}],
-            "models": [
-                {"name": "bprmf", "params": {"epochs": 2}},
-                {"name": "profilematch", "features": ["f"]},
-                {"name": "mostpop"},
-            ],
+            "models": models,
         }
     )
-    Runner(cfg).run()
+    return Runner(cfg).run()
+
+
+def test_serve_from_run_folder(tmp_path, multi_community_dataset, features):
+    from vlmrec.serving.loader import from_run
+
+    ds = multi_community_dataset
+    _run_folder(
+        tmp_path,
+        ds,
+        features,
+        [
+            {"name": "bprmf", "params": {"epochs": 2}},
+            {"name": "profilematch", "features": ["f"]},
+            {"name": "mostpop"},
+        ],
+    )
     state = from_run(tmp_path / "run", model="profilematch")
     assert state.mode == "profile" and state.description["features"] == "f"
     state = from_run(tmp_path / "run", model="bprmf")
@@ -174,31 +185,18 @@ def test_served_top_k_is_the_cells_offline_top_k(tmp_path, multi_community_datas
     factor model and for ProfileMatch with any aggregation (issue 12)."""
     from vlmrec.evaluation.evaluator import Evaluator
     from vlmrec.experiments.artifacts import CellArtifact
-    from vlmrec.experiments.config import parse_config
-    from vlmrec.experiments.runner import Runner
     from vlmrec.serving.loader import from_run
 
     ds = multi_community_dataset
-    ds.save(tmp_path / "ds")
-    features.save(tmp_path / "feat")
-    cfg = parse_config(
-        {
-            "name": "s",
-            "output_dir": str(tmp_path / "run"),
-            "threads": 1,
-            "dataset": {"prepared": str(tmp_path / "ds")},
-            "features": [{"name": "f", "path": str(tmp_path / "feat")}],
-            "models": [
-                {"name": "bprmf", "params": {"epochs": 2}},
-                {
-                    "name": "profilematch",
-                    "params": {"aggregation": aggregation, "last_n": 2},
-                    "features": ["f"],
-                },
-            ],
-        }
+    out = _run_folder(
+        tmp_path,
+        ds,
+        features,
+        [
+            {"name": "bprmf", "params": {"epochs": 2}},
+            {"name": "profilematch", "params": {"aggregation": aggregation, "last_n": 2}, "features": ["f"]},
+        ],
     )
-    out = Runner(cfg).run()
     for name in ("bprmf", "profilematch"):
         state = from_run(tmp_path / "run", model=name, index_kind="flat")
         cell = CellArtifact(CellArtifact.folder(tmp_path / "run", state.description["cell"]))
