@@ -45,30 +45,39 @@ def to_torch_sparse(m: sp.spmatrix, device: torch.device | str = "cpu") -> torch
     return t.coalesce().to(device)
 
 
+def knn_entries(
+    z: torch.Tensor, k: int, *, include_self: bool = True, block: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, cols, values) of the k largest cosine similarities of each row of z; values keep
+    their gradient (LATTICE learns its graph through them). As in the LATTICE/FREEDOM references
+    the item itself is a candidate (its similarity 1 makes it one of its own k neighbours);
+    `include_self=False` excludes it. Row blocks bound memory at block x n."""
+    zn = torch.nn.functional.normalize(z, dim=1)
+    rows, cols, vals = [], [], []
+    for start in range(0, len(z), block):
+        sim = zn[start : start + block] @ zn.T
+        idx = torch.arange(start, start + len(sim), device=z.device)
+        if not include_self:
+            sim = sim.index_put((torch.arange(len(idx), device=z.device), idx), torch.tensor(-torch.inf))
+        top = torch.topk(sim, k, dim=1)
+        rows.append(idx.repeat_interleave(k))
+        cols.append(top.indices.reshape(-1))
+        vals.append(top.values.reshape(-1))
+    return torch.cat(rows), torch.cat(cols), torch.cat(vals)
+
+
 def cosine_knn(
     features: np.ndarray, k: int, *, weighted: bool = False, include_self: bool = True, block: int = 2048
 ) -> sp.csr_matrix:
-    """Item-item kNN graph: each item linked to its k most cosine-similar items. As in the
-    LATTICE/FREEDOM references the item itself is a candidate (its similarity 1 makes it one of
-    its own k neighbours); `include_self=False` excludes it. Edge values: 1 (FREEDOM) or the
-    cosine similarity (`weighted`, LATTICE). Computed in row blocks to bound memory."""
-    x = np.asarray(features, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """Item-item kNN graph (see `knn_entries`) as CSR; edge values 1 (FREEDOM) or the cosine
+    similarity (`weighted`, LATTICE's prior)."""
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
     n = len(x)
     k = min(k, n if include_self else n - 1)
-    rows, cols, vals = [], [], []
-    xt = torch.as_tensor(x)
-    for start in range(0, n, block):
-        sim = xt[start : start + block] @ xt.T
-        idx = torch.arange(start, min(start + block, n))
-        if not include_self:
-            sim[torch.arange(len(idx)), idx] = -torch.inf
-        top = torch.topk(sim, k, dim=1)
-        rows.append(np.repeat(idx.numpy(), k))
-        cols.append(top.indices.numpy().ravel())
-        vals.append(top.values.numpy().ravel())
-    data = np.concatenate(vals) if weighted else np.ones(n * k, dtype=np.float32)
-    return sp.csr_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    with torch.no_grad():
+        rows, cols, vals = knn_entries(x, k, include_self=include_self, block=block)
+    data = vals.numpy() if weighted else np.ones(n * k, dtype=np.float32)
+    return sp.csr_matrix((data, (rows.numpy(), cols.numpy())), shape=(n, n))
 
 
 def knn_normalised(features: np.ndarray, k: int, *, weighted: bool = False) -> sp.csr_matrix:

@@ -34,6 +34,7 @@ from torch import nn
 from vlmrec.models.base import register
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import (
+    knn_entries,
     knn_normalised,
     to_torch_sparse,
     user_item_adjacency,
@@ -44,22 +45,6 @@ from vlmrec.models.sampling import NegativePool
 from vlmrec.models.torch_base import TorchRecommender, bpr_loss, half_squared_loss
 
 UINorm = Literal["random_walk", "symmetric"]
-
-
-def knn_entries(
-    z: torch.Tensor, k: int, block: int = 2048
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, cols, values) of the top-k cosine similarities of each row of z, self included;
-    values keep their gradient. Row blocks bound memory at block x n."""
-    zn = F.normalize(z, dim=1)
-    rows, cols, vals = [], [], []
-    for start in range(0, len(z), block):
-        sim = zn[start : start + block] @ zn.T
-        top = torch.topk(sim, k, dim=1)
-        rows.append(torch.arange(start, start + len(sim), device=z.device).repeat_interleave(k))
-        cols.append(top.indices.reshape(-1))
-        vals.append(top.values.reshape(-1))
-    return torch.cat(rows), torch.cat(cols), torch.cat(vals)
 
 
 def sym_normalised_values(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int) -> torch.Tensor:
