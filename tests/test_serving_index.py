@@ -168,3 +168,24 @@ def test_loader_refuses_an_unknown_index_kind_with_the_choices(tmp_path):
         args = (tmp_path, tmp_path) if load is from_dataset else (tmp_path,)
         with pytest.raises(ConfigError, match="index 'annoy': choose one of auto, flat, hnsw, ivf"):
             load(*args, index_kind="annoy")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--workers", "0"], "--workers 0: give 1 or more"),
+        (["--nprobe", "0"], "--nprobe 0"),
+        (["--index", "annoy"], "--index 'annoy': choose one of auto, flat, hnsw, ivf"),
+        ([], "give --run RUN_DIR, or --dataset DIR --features FEATURESET_DIR"),
+    ],
+)
+def test_cli_serve_refuses_bad_options_with_one_line(tmp_path, args, expected):
+    from typer.testing import CliRunner
+
+    from vlmrec.cli import app
+
+    if args:  # a real dataset, so only the bad option can be what is refused
+        args = ["--dataset", str(tmp_path / "ds"), "--features", str(tmp_path / "feat"), *args]
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output

@@ -83,13 +83,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_uvicorn_workers_share_the_index_and_stay_consistent(on_disk, multi_community_dataset):
+# the two entry points: `python -m vlmrec.serving` and `vlmrec serve` take the same options
+ENTRY_POINTS = {
+    "module": [sys.executable, "-m", "vlmrec.serving"],
+    "cli": [sys.executable, "-c", "from vlmrec.cli import app; app()", "serve"],
+}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_uvicorn_workers_share_the_index_and_stay_consistent(on_disk, multi_community_dataset, entry):
     port = _free_port()
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "vlmrec.serving", "--dataset", str(on_disk.dataset)]
+    cmd = [*ENTRY_POINTS[entry], "--dataset", str(on_disk.dataset)]
     cmd += ["--features", on_disk.features, "--state-dir", str(on_disk.state_dir)]
-    cmd += ["--workers", "2", "--port", str(port)]
+    cmd += ["--workers", "2", "--port", str(port), "--index", "ivf", "--nprobe", "3"]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request: any worker
     base = f"http://127.0.0.1:{port}"
@@ -116,6 +124,7 @@ def test_uvicorn_workers_share_the_index_and_stay_consistent(on_disk, multi_comm
                     assert not set(items[: j + 1]) & set(got)
             health = client.get("/health").json()
             assert health["bad_log_lines"] == {"events.jsonl": 0, "items.jsonl": 0}
+            assert health["index"] == "ivf" and health["index_detail"]["params"]["nprobe"] == 3
     finally:
         server.send_signal(signal.SIGINT)
         try:

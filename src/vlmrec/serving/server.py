@@ -15,6 +15,7 @@ import argparse
 import gc
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -58,23 +59,27 @@ def worker_app():
     return create_app(load_state(spec))
 
 
-def serve(spec: ServeSpec, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Build or load the state once, then serve it with `workers` processes (blocks)."""
+def serve(
+    spec: ServeSpec,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    announce: Callable[[str], None] = log.info,
+) -> None:
+    """Build or load the state once, then serve it with `workers` processes (blocks). `announce`
+    receives the one-line "serving ... on http://..." message once the state is ready."""
     import uvicorn
 
     from vlmrec.serving.service import create_app
 
     if workers < 1:
-        raise VlmrecError(f"workers {workers}: give 1 or more")
+        raise ConfigError(f"--workers {workers}: give 1 or more")
     pin_threads(1)
     state = load_state(spec)  # builds the persisted index before any worker starts
-    log.info(
-        "serving %s (%s index) on http://%s:%d with %d worker(s)",
-        state.description,
-        state.index.kind,
-        host,
-        port,
-        workers,
+    what = ", ".join(f"{k}={v}" for k, v in state.description.items()) or state.mode
+    announce(
+        f"serving {what} ({state.index.kind} index) on http://{host}:{port} "
+        f"with {workers} worker(s); docs at /docs"
     )
     common = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
@@ -134,17 +139,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServeSpec, argparse.Names
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     args = ap.parse_args(argv)
-    overrides = {
-        k: v for k, v in {"nprobe": args.nprobe, "ef_search": args.ef_search}.items() if v is not None
-    }
-    spec = ServeSpec(
+    spec = make_spec(
         run=args.run,
         model=args.model,
         features=args.features,
         dataset=args.dataset,
         state_dir=args.state_dir,
         index=args.index,
-        index_params=IndexParams(**overrides),
+        nprobe=args.nprobe,
+        ef_search=args.ef_search,
     )
     return spec, args
 
