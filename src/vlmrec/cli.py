@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vlmrec.errors import ConfigError, VlmrecError
+from vlmrec.serving.index import INDEX_CHOICES
 
 app = typer.Typer(
     help="vlmrec: item images and text -> recommender features, measured honestly.",
@@ -596,31 +597,42 @@ def serve(
     ),
     model: str | None = typer.Option(None, help="With --run: which model's cell to serve."),
     state_dir: Path | None = typer.Option(
-        None, help="Where the event and item logs live (survive restarts)."
+        None, help="Where the index and the event and item logs live (survive restarts)."
     ),
-    index: str = typer.Option("auto", help="auto, flat (exact) or hnsw."),
+    index: str = typer.Option(
+        "auto", help=f"Vector index: {', '.join(INDEX_CHOICES)} (auto picks by catalogue size)."
+    ),
+    nprobe: int | None = typer.Option(None, help="ivf index: cells scanned per query."),
+    ef_search: int | None = typer.Option(None, help="hnsw index: candidate list per query."),
+    workers: int = typer.Option(
+        1, help="Worker processes sharing one memory-mapped index and the same logs."
+    ),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
 ) -> None:
-    """Serve recommendations over HTTP (FastAPI; OpenAPI schema at /docs and /openapi.json)."""
-    import uvicorn
+    """Serve recommendations over HTTP (FastAPI; OpenAPI schema at /docs and /openapi.json).
 
-    from vlmrec.provenance import set_threads
-    from vlmrec.serving import loader
-    from vlmrec.serving.service import create_app
+    The same service as `python -m vlmrec.serving`: the state (index, logs) is built or loaded
+    once, then served by `--workers` processes."""
+    from vlmrec.serving.server import make_spec
+    from vlmrec.serving.server import serve as run_server
 
-    set_threads(1)
     try:
-        if run is not None:
-            state = loader.from_run(run, model, features, state_dir, index)
-        elif dataset is not None and features:
-            state = loader.from_dataset(dataset, features, state_dir, index)
-        else:
+        if run is None and (dataset is None or not features):
             raise VlmrecError("give --run RUN_DIR, or --dataset DIR --features FEATURESET_DIR")
+        spec = make_spec(
+            run=run,
+            model=model,
+            features=features,
+            dataset=dataset,
+            state_dir=state_dir,
+            index=index,
+            nprobe=nprobe,
+            ef_search=ef_search,
+        )
+        run_server(spec, host, port, workers, announce=console.print)
     except VlmrecError as e:
         _fail(e)
-    console.print(f"serving {state.description} on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
 
 
 def main() -> None:  # pragma: no cover
