@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from vlmrec.errors import ConfigError
+from vlmrec.errors import ConfigError, NotFoundError
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.serving import index as index_mod
 from vlmrec.serving.index import IndexParams, VectorIndex, choose_kind, exact_topk, open_index
@@ -149,7 +149,7 @@ def test_id_map_round_trips_ids_and_refuses_duplicates():
     assert m.names([4, 0, 1]) == ["ünï", "007", "7"]
     for unknown in ("", "00", "7\x00", "zzz", "longest-id-of-all-and-more", "\ud800"):
         assert m.get(unknown) is None and unknown not in m
-    with pytest.raises(KeyError, match="unknown item 'zzz'"):
+    with pytest.raises(NotFoundError, match="unknown item 'zzz'"):
         m.position("zzz")
     assert m.append("new") == len(ids) and m.position("new") == len(ids) and m.name(len(ids)) == "new"
     assert m.names([0, len(ids)]) == ["007", "new"]

@@ -15,3 +15,7 @@ class ConfigError(VlmrecError):
 
 class ModelError(VlmrecError):
     """A model cannot be built, loaded or used as asked."""
+
+
+class NotFoundError(VlmrecError):
+    """An id (user, item) the caller named does not exist; the service answers 404."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from vlmrec.errors import DataError
+from vlmrec.errors import DataError, NotFoundError
 
 
 class IdMap:
@@ -76,11 +76,11 @@ class IdMap:
         return None
 
     def position(self, key: str) -> int:
-        """The position of `key` (KeyError naming the id if unknown)."""
+        """The position of `key` (NotFoundError naming the id if unknown)."""
         k = self.get(key)
         if k is None:
             shown = key if len(key) <= 80 else key[:80] + "..."
-            raise KeyError(f"unknown {self.what} {shown!r}")
+            raise NotFoundError(f"unknown {self.what} {shown!r}")
         return k
 
     def name(self, i: int) -> str:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.routing import Route
 
 from vlmrec import __version__
-from vlmrec.errors import VlmrecError
+from vlmrec.errors import NotFoundError, VlmrecError
 from vlmrec.serving.state import MAX_ID_LEN, Recommendation, ServingState
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,10 @@ def create_app(state: ServingState) -> FastAPI:
         description="Recommendations from precomputed item representations (offline extraction, online matching).",
     )
 
-    @app.exception_handler(KeyError)
-    async def _not_found(_, exc: KeyError):
-        return _json({"detail": str(exc.args[0]) if exc.args else "not found"}, 404)
+    # only the project's own NotFoundError is a 404: a KeyError from a bug stays a 500
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_, exc: NotFoundError):
+        return _json({"detail": str(exc)}, 404)
 
     @app.exception_handler(VlmrecError)
     async def _bad_request(_, exc: VlmrecError):
