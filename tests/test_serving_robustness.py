@@ -156,7 +156,9 @@ def test_hot_read_routes_validate_like_the_documented_ones(multi_community_datas
     assert schema["/recommend/{user_id}"]["get"]["parameters"][1]["schema"]["maximum"] == 1000
 
 
-def test_only_unknown_ids_are_404_and_a_bug_is_a_500(multi_community_dataset, features, tmp_path, monkeypatch):
+def test_only_unknown_ids_are_404_and_a_bug_is_a_500(
+    multi_community_dataset, features, tmp_path, monkeypatch
+):
     state, _ = start(multi_community_dataset, features, tmp_path)
     client = TestClient(create_app(state), raise_server_exceptions=False)
     assert client.get("/recommend/nobody").status_code == 404
