@@ -67,10 +67,6 @@ class Dataset:
         return cache[split]
 
     @property
-    def train_matrix(self) -> sp.csr_matrix:
-        return self.matrix("train")
-
-    @property
     def fingerprint(self) -> str:
         """Content hash that feature sets and results are tied to.
 

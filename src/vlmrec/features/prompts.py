@@ -112,10 +112,6 @@ class ParsedAnswer:
     values: dict[str, str]
     missing: list[str]
 
-    @property
-    def ok(self) -> bool:
-        return not self.missing
-
 
 def parse_fitb(answer: str, slots: tuple[str, ...] | list[str]) -> ParsedAnswer:
     """Read `[Slot]: value` lines (brackets optional, ':' '=' or '-' as separator, any order,
