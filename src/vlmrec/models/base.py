@@ -79,7 +79,8 @@ def _check_device(value: str) -> str:
 def param_spec(cls: type[Recommender]) -> type[pydantic.BaseModel]:
     """The typed hyperparameter spec of a model, built from its `__init__` signature (types and
     defaults) and PARAM_BOUNDS (ranges); unknown names are rejected."""
-    hints = typing.get_type_hints(cls.__init__)
+    # include_extras keeps Annotated[..., Field(ge=...)] ranges a model declares itself
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
     fields: dict[str, Any] = {}
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name == "self":
