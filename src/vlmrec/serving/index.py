@@ -114,7 +114,7 @@ def _faiss():
 # ---- reading big arrays without keeping them resident ------------------------------------------
 def _mmap_of(array: np.ndarray) -> mmap.mmap | None:
     """The mmap object behind a (view of a) numpy memmap, or None."""
-    base = array
+    base: object = array
     while base is not None:
         mm = getattr(base, "_mmap", None)
         if isinstance(mm, mmap.mmap):
@@ -124,7 +124,7 @@ def _mmap_of(array: np.ndarray) -> mmap.mmap | None:
 
 
 def _source_file(array: np.ndarray) -> Path | None:
-    base = array
+    base: object = array
     while base is not None:
         name = getattr(base, "filename", None)
         if name:
@@ -543,7 +543,7 @@ def open_index(
     concrete = resolve_kind(kind, len(vectors))
     with _folder_lock(d):
         manifest_path = d / "index.json"
-        previous = None
+        previous: dict | None = None
         if manifest_path.exists():
             try:
                 previous = json.loads(manifest_path.read_text())
@@ -561,6 +561,7 @@ def open_index(
         }
         reason = _stale_reason(previous, wanted, d)
         if reason is None:
+            assert previous is not None  # _stale_reason says "no index yet" without a manifest
             if previous.get("source") != stat:  # same content, new file: remember its stat
                 _write_json(manifest_path, {**previous, "source": stat})
             index = _load(d, previous, params)

@@ -98,6 +98,7 @@ def load_state(spec: ServeSpec) -> ServingState:
     s = load_servable(spec)
     state_dir = spec.state_dir or s.default_state_dir
     if s.mode == "profile":
+        assert s.features is not None  # load_servable gives every profile Servable its FeatureSet
         state = ServingState.from_features(
             s.dataset,
             s.features,

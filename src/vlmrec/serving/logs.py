@@ -116,18 +116,20 @@ class JsonlLog:
         try:
             rec = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
-            return self.skip(line_no, f"not UTF-8 ({e.reason} at byte {e.start})")
+            self.skip(line_no, f"not UTF-8 ({e.reason} at byte {e.start})")
+            return None
         except ValueError as e:
-            return self.skip(line_no, f"not valid JSON ({e})")
+            self.skip(line_no, f"not valid JSON ({e})")
+            return None
         if not isinstance(rec, dict):
-            return self.skip(line_no, f"a JSON {type(rec).__name__}, not an object")
+            self.skip(line_no, f"a JSON {type(rec).__name__}, not an object")
+            return None
         return rec
 
     def skip(self, line_no: int, reason: str) -> None:
         """Count a bad line and say which one and why (also used by readers' schema checks)."""
         self.bad_lines += 1
         log.warning("%s line %d skipped: %s", self.path, line_no, reason)
-        return None
 
     # ---- writing ---------------------------------------------------------------------------
     @contextlib.contextmanager

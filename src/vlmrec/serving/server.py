@@ -81,14 +81,21 @@ def serve(
         f"serving {what} ({state.index.kind} index) on http://{host}:{port} "
         f"with {workers} worker(s); docs at /docs"
     )
-    common = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if workers == 1:
-        uvicorn.run(create_app(state), **common)
+        uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
         return
     del state
     gc.collect()
     os.environ[SPEC_ENV] = spec.model_dump_json()
-    uvicorn.run("vlmrec.serving.server:worker_app", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "vlmrec.serving.server:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def make_spec(

@@ -182,8 +182,8 @@ def create_app(state: ServingState) -> FastAPI:
             errors.append(item)
         return _json({"detail": errors, "errors": len(exc.errors())}, 422)
 
-    @app.get("/health")
-    async def health() -> dict:
+    @app.get("/health", response_model=dict)
+    async def health() -> Response:
         """Status, sizes, the index in use (and why), counts of skipped log lines."""
         return _json(
             {

@@ -81,9 +81,9 @@ class ServingState:
 
     def __init__(
         self,
-        item_ids: Sequence,
+        item_ids: Sequence | np.ndarray,
         item_vectors: np.ndarray,
-        user_ids: Sequence,
+        user_ids: Sequence | np.ndarray,
         user_vectors: np.ndarray | None,
         history: list[set[int]],
         mode: Mode,
