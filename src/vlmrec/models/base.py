@@ -13,7 +13,7 @@ import logging
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypedDict
 
 import numpy as np
 import pydantic
@@ -48,19 +48,28 @@ def get_model_class(name: str) -> type[Recommender]:
     return MODELS[key]
 
 
+class Bounds(TypedDict, total=False):
+    """The range keywords of `pydantic.Field` that PARAM_BOUNDS uses."""
+
+    ge: float
+    gt: float
+    le: float
+    lt: float
+
+
 # Ranges of hyperparameters, by name: a name means the same thing, with the same range, in every
 # model. Types come from each model's `__init__` annotations.
-PARAM_BOUNDS: dict[str, dict[str, float]] = {
-    **dict.fromkeys(["epochs", "batch_size", "patience", "eval_every", "lr_decay_step"], {"ge": 1}),
-    **dict.fromkeys(["embedding_dim", "feat_embed_dim", "content_dim", "factors"], {"ge": 1}),
-    **dict.fromkeys(["k", "knn_k", "block", "iterations", "cg_steps", "max_items", "last_n"], {"ge": 1}),
-    **dict.fromkeys(["id_dim", "n_layers", "n_ui_layers", "n_mm_layers"], {"ge": 0}),
-    **dict.fromkeys(["reg", "reg_weight", "cl_weight", "alpha", "shrink"], {"ge": 0}),
-    **dict.fromkeys(["lambda_coeff", "image_weight", "decay"], {"ge": 0, "le": 1}),
-    "lr": {"gt": 0},
-    "lr_decay": {"gt": 0, "le": 1},
-    "dropout": {"ge": 0, "lt": 1},
-    "init_std": {"gt": 0},
+PARAM_BOUNDS: dict[str, Bounds] = {
+    **dict.fromkeys(["epochs", "batch_size", "patience", "eval_every", "lr_decay_step"], Bounds(ge=1)),
+    **dict.fromkeys(["embedding_dim", "feat_embed_dim", "content_dim", "factors"], Bounds(ge=1)),
+    **dict.fromkeys(["k", "knn_k", "block", "iterations", "cg_steps", "max_items", "last_n"], Bounds(ge=1)),
+    **dict.fromkeys(["id_dim", "n_layers", "n_ui_layers", "n_mm_layers"], Bounds(ge=0)),
+    **dict.fromkeys(["reg", "reg_weight", "cl_weight", "alpha", "shrink"], Bounds(ge=0)),
+    **dict.fromkeys(["lambda_coeff", "image_weight", "decay"], Bounds(ge=0, le=1)),
+    "lr": Bounds(gt=0),
+    "lr_decay": Bounds(gt=0, le=1),
+    "dropout": Bounds(ge=0, lt=1),
+    "init_std": Bounds(gt=0),
 }
 
 
@@ -85,12 +94,12 @@ def param_spec(cls: type[Recommender]) -> type[pydantic.BaseModel]:
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name == "self":
             continue
-        default = p.default if p.default is not inspect.Parameter.empty else ...
+        default: Any = p.default if p.default is not inspect.Parameter.empty else ...
         kind = hints.get(name, Any)
         if name == "device":
             kind = Annotated[str, pydantic.AfterValidator(_check_device)]
         fields[name] = (kind, pydantic.Field(default, **PARAM_BOUNDS.get(name, {})))
-    return pydantic.create_model(  # type: ignore[call-overload]
+    return pydantic.create_model(
         f"{cls.__name__}Params", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )
 
@@ -181,7 +190,8 @@ class Recommender:
                 sparse.append(key)
             elif _is_json_value(value):
                 values[key] = value
-        np.savez(d / "arrays.npz", **arrays)
+        # numpy's stub lets **kwds collide with `allow_pickle: bool`; the keys here all end in "_"
+        np.savez(d / "arrays.npz", **arrays)  # type: ignore[arg-type]
         record = {
             "format": self.MODEL_FORMAT,
             "model": self.name,
@@ -279,12 +289,12 @@ def demote_cold_factors(user: Any, item: Any, cold: np.ndarray) -> tuple[Any, An
         extra[torch.as_tensor(cold, device=item.device)] = -bound
         ones = torch.ones(len(user), 1, dtype=user.dtype, device=user.device)
         return torch.cat([user, ones], 1), torch.cat([item, extra], 1)
-    item = np.array(item, copy=True)
-    item[cold] = 0
-    bound = float(np.linalg.norm(user, axis=1).max()) * float(np.linalg.norm(item, axis=1).max()) + 1.0
-    extra = np.zeros((len(item), 1), dtype=item.dtype)
-    extra[cold] = -bound
-    return np.hstack([user, np.ones((len(user), 1), user.dtype)]), np.hstack([item, extra])
+    item_np = np.array(item, copy=True)
+    item_np[cold] = 0
+    bound = float(np.linalg.norm(user, axis=1).max()) * float(np.linalg.norm(item_np, axis=1).max()) + 1.0
+    extra_np = np.zeros((len(item_np), 1), dtype=item_np.dtype)
+    extra_np[cold] = -bound
+    return np.hstack([user, np.ones((len(user), 1), user.dtype)]), np.hstack([item_np, extra_np])
 
 
 class FactorModel(Recommender):

@@ -15,7 +15,7 @@ user's items contributes the same total weight. score(u, j) = sum_{i in train(u)
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +31,7 @@ SIMILARITIES: tuple[str, ...] = get_args(Similarity)
 
 def top_k_rows(sim: sp.csr_matrix | np.ndarray, k: int) -> sp.csr_matrix:
     """Keep the k largest entries of each row (dense or sparse input), as CSR."""
-    dense = sim.toarray() if sp.issparse(sim) else np.asarray(sim)
+    dense = cast(sp.csr_matrix, sim).toarray() if sp.issparse(sim) else np.asarray(sim)
     n = dense.shape[0]
     k = min(k, dense.shape[1])
     idx = np.argpartition(-dense, k - 1, axis=1)[:, :k]

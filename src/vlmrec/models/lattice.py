@@ -66,6 +66,7 @@ class LATTICENet(MultimodalNet):
 @register("lattice")
 class LATTICE(TorchRecommender):
     uses_features = True
+    _graph: torch.Tensor | None  # the learned item graph of this epoch (None: rebuild it)
 
     def __init__(
         self,
@@ -117,7 +118,7 @@ class LATTICE(TorchRecommender):
         self.net = LATTICENet(
             dataset.n_users, mats, self.embedding_dim, self.feat_embed_dim, self.train_features
         )
-        self._graph: torch.Tensor | None = None
+        self._graph = None
 
     def _on_epoch_start(self, epoch):
         self._graph = None  # rebuild the learned graph, with gradient, on the next batch
