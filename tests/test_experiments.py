@@ -37,6 +37,14 @@ def base_config(**over):
         ({"dataset": {"k_core": 3}}, r"dataset.*give either 'prepared'"),
         ({"features": [{"name": "a", "fuse": ["b"]}]}, r"fuse refers to 'b'"),
         ({"surprise": 1}, r"surprise"),
+        # each choice is one Literal shared with the code that uses it, checked at load
+        (
+            {"features": [{"name": "a", "path": "x"}, {"name": "b", "fuse": ["a"], "method": "max"}]},
+            r"features.1.method.*'concat', 'mean', 'sum', 'weighted' or 'align'",
+        ),
+        ({"controls": ["reversed"]}, r"controls.0.*'shuffled', 'random' or 'zero'"),
+        ({"dataset": {"prepared": "x", "split": "user"}}, r"dataset.split.*'random', 'loo', 'temporal'"),
+        ({"features": [{"name": "a", "path": "x", "missing": "drop"}]}, r"features.0.missing"),
     ],
 )
 def test_config_errors_name_the_key(change, message):

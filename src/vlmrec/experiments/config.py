@@ -9,9 +9,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vlmrec.data.splits import SplitMethod
 from vlmrec.errors import ConfigError
 from vlmrec.evaluation.metrics import METRICS
 from vlmrec.evaluation.segments import BEYOND_METRICS, SegmentGroup
+from vlmrec.features.controls import ControlKind
+from vlmrec.features.extraction import MissingPolicy
+from vlmrec.features.fusion import FusionMethod
 
 ALL_METRICS = METRICS + BEYOND_METRICS
 
@@ -33,7 +37,7 @@ class DatasetConfig(Strict):
     columns: dict[str, str] | None = None
     rating_threshold: float | None = None
     k_core: int = 0
-    split: Literal["random", "loo", "temporal", "cold-items"] = "random"
+    split: SplitMethod = "random"
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
     cold_fraction: float = Field(0.2, gt=0, lt=1)
@@ -58,10 +62,10 @@ class FeatureConfig(Strict):
     fields: list[str] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     fuse: list[str] | None = None
-    method: str = "concat"
+    method: FusionMethod = "concat"
     weights: list[float] | None = None
     path: Path | None = None
-    missing: Literal["mean", "zero", "error"] = "mean"
+    missing: MissingPolicy = "mean"
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -179,7 +183,7 @@ class ExperimentConfig(Strict):
     threads: int = 2
     dataset: DatasetConfig
     features: list[FeatureConfig] = Field(default_factory=list)
-    controls: list[Literal["shuffled", "random", "zero"]] = Field(default_factory=list)
+    controls: list[ControlKind] = Field(default_factory=list)
     models: list[ModelConfig]
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 

@@ -8,12 +8,15 @@ to the items. If a model scores the same with them, it is not using the content.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from vlmrec.errors import ConfigError
 from vlmrec.features.featureset import FeatureSet
 
-CONTROL_KINDS = ("shuffled", "random", "zero")
+ControlKind = Literal["shuffled", "random", "zero"]
+CONTROL_KINDS: tuple[str, ...] = get_args(ControlKind)
 
 
 def make_control(fs: FeatureSet, kind: str, seed: int = 0) -> FeatureSet:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -49,7 +49,8 @@ from vlmrec.features.featureset import FeatureSet
 
 log = logging.getLogger(__name__)
 
-FUSION_METHODS = ("concat", "mean", "sum", "weighted", "align")
+FusionMethod = Literal["concat", "mean", "sum", "weighted", "align"]
+FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
 PROCEDURE = (
     "per input: row L2 -> centre (mean over the items it processed) -> PCA to the common "
     "dimension where larger (mean/sum/weighted) -> row L2; then combine"

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -52,7 +52,8 @@ from vlmrec.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "image", "prompt", "last")
+Pooling = Literal["mean", "image", "prompt", "last"]
+POOLINGS: tuple[str, ...] = get_args(Pooling)
 Mode = Literal["embed", "generate"]
 BatchSource = Literal["explicit", "auto", "cpu-default", "vllm"]
 MIN_BATCH, MAX_BATCH = 1, 256
