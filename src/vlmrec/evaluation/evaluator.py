@@ -57,7 +57,7 @@ class EvalResult:
         per = self.per_user
         if "segment" not in per.columns:
             per = per.assign(segment="all")
-        out = per.groupby(["metric", "k", "segment"], as_index=False)["value"].mean()
+        out = per.groupby(["metric", "k", "segment"], as_index=False)[["value"]].mean()
         if self.set_level is not None and len(self.set_level):
             out = pd.concat([out, self.set_level[SET_COLUMNS]], ignore_index=True)
         return out

@@ -27,6 +27,7 @@ Beyond-accuracy metrics (segment "all" only):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -57,7 +58,7 @@ def popularity_thresholds(counts: np.ndarray) -> tuple[int, int]:
     return max(head_min, 1), max(min(torso_min, head_min), 1)
 
 
-def item_segments(train: sp.csr_matrix, groups: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
+def item_segments(train: sp.csr_matrix, groups: Sequence[str]) -> dict[str, np.ndarray]:
     """Boolean item masks (n_items) of every segment of the requested groups."""
     counts = item_train_counts(train)
     out: dict[str, np.ndarray] = {}
@@ -72,7 +73,7 @@ def item_segments(train: sp.csr_matrix, groups: tuple[str, ...] | list[str]) -> 
     return out
 
 
-def segment_info(train: sp.csr_matrix, groups: tuple[str, ...] | list[str]) -> dict:
+def segment_info(train: sp.csr_matrix, groups: Sequence[str]) -> dict:
     """What the segments were, for run.json (`evaluation.segments`): rule, thresholds, sizes."""
     counts = item_train_counts(train)
     total = max(int(counts.sum()), 1)
