@@ -21,28 +21,43 @@ ALL_METRICS = METRICS + BEYOND_METRICS
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # the docstring under each field is its description (docs/config.md is generated from them)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class DatasetConfig(Strict):
     """Either `prepared` (a folder from `vlmrec prepare`) or a reader spec."""
 
     name: str | None = None
+    """dataset name in reports (default: from the reader)"""
     prepared: Path | None = None
+    """a folder written by `vlmrec prepare` (then the reader keys are not used)"""
     format: str | None = None
+    """reader: amazon2014, amazon2018, amazon2023, movielens, recbole, table or planted (docs/data.md)"""
     path: Path | None = None
+    """the file or folder the reader reads (relative paths start at the config's folder)"""
     interactions: Path | None = None
+    """format table: the interactions file (CSV, TSV, JSON lines or Parquet)"""
     items: Path | None = None
+    """format table: the items file (item id, text fields, optional image path)"""
     images: Path | None = None
+    """a folder of item images named by item id (`<item_id>.jpg`, ...)"""
     columns: dict[str, str] | None = None
+    """format table: your column names for user_id, item_id, rating, timestamp, ..."""
     rating_threshold: float | None = None
+    """keep interactions rated >= this as positives (unset: keep all)"""
     k_core: int = 0
+    """repeatedly drop users and items with fewer interactions than this (0: off)"""
     split: SplitMethod = "random"
+    """random (per user), loo (leave the last out), temporal (one global time cut) or cold-items"""
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """train, validation and test shares"""
     seed: int = 42
+    """seed of the split: the same seed gives the same split"""
     cold_fraction: float = Field(0.2, gt=0, lt=1)
     """split cold-items: the fraction of items held out of training (see docs/cold_start.md)."""
     planted: dict[str, Any] | None = None
+    """format planted: generator options (n_users, n_items, interactions_per_user, ...)"""
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -56,16 +71,27 @@ class FeatureConfig(Strict):
     existing FeatureSet folder (`path`)."""
 
     name: str
+    """the label models refer to under `features` (no '~': it marks control twins)"""
     extractor: str | None = None
+    """a registered extractor (see 'Extractor options' below)"""
     model: str | None = None
+    """the extractor's model option (a name or a local folder)"""
     prompt: str | None = None
+    """LVLM extractors: the prompt template name or YAML file"""
     fields: list[str] | None = None
+    """item-table fields the extractor reads"""
     options: dict[str, Any] = Field(default_factory=dict)
+    """the extractor's other options (see 'Extractor options' below)"""
     fuse: list[str] | None = None
+    """names of feature sets defined earlier, fused into one"""
     method: FusionMethod = "concat"
+    """fusion method (docs: README 'Item features')"""
     weights: list[float] | None = None
+    """method weighted: one weight per fused input"""
     path: Path | None = None
+    """an existing FeatureSet folder (refused if made from another item table)"""
     missing: MissingPolicy = "mean"
+    """items the extractor could not process: the mean vector, zeros, or an error"""
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -79,10 +105,15 @@ class FeatureConfig(Strict):
 
 class ModelConfig(Strict):
     name: str
+    """a registered model (see 'Model hyperparameters' below)"""
     label: str | None = None
+    """the row's name in reports (default: the model name; lets one model appear twice)"""
     params: dict[str, Any] = Field(default_factory=dict)
+    """fixed hyperparameters"""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    """hyperparameter values to try; the best point on validation (mean over seeds) is kept"""
     features: list[list[str]] = Field(default_factory=list)
+    """feature sets to train with: each entry a name or a list of names (one cell each)"""
 
     @field_validator("features", mode="before")
     @classmethod
@@ -118,13 +149,19 @@ class EvaluationConfig(Strict):
     """
 
     ks: list[int] = Field(default_factory=lambda: [10, 20])
+    """ranking cutoffs K"""
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
+    """metrics reported at every K"""
     segments: list[SegmentGroup] = Field(default_factory=list)
+    """extra rows per item segment: cold (warm/cold items), popularity (head/torso/tail)"""
     select: str | None = None
     """METRIC@K chosen on validation; default recall@20 when 20 is a cutoff, else recall@max(ks)."""
     mask: list[MaskSplit] = Field(default_factory=lambda: ["train", "valid"])
+    """splits whose items are removed from each user's test ranking"""
     test: Literal["wilcoxon", "ttest"] = "wilcoxon"
+    """paired significance test across users (vs the best ID model and vs the shuffled twin)"""
     alpha: float = 0.05
+    """significance level of the verdicts"""
 
     @field_validator("mask")
     @classmethod
@@ -177,15 +214,25 @@ class EvaluationConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str
+    """the experiment's name (default run folder: runs/NAME)"""
     output_dir: Path | None = None
+    """the run folder (results, cells, report); a rerun resumes in it"""
     description: str = ""
+    """free text shown at the top of the report"""
     seeds: list[int] = Field(default_factory=lambda: [0])
+    """training seeds; every model runs every seed, results show their mean and CI"""
     threads: int = 2
+    """CPU threads for training and scoring"""
     dataset: DatasetConfig
+    """where the interactions and items come from and how they are split"""
     features: list[FeatureConfig] = Field(default_factory=list)
+    """item feature sets: extracted, fused or loaded"""
     controls: list[ControlKind] = Field(default_factory=list)
+    """content controls made for every feature set a model uses (shuffled, random, zero twins)"""
     models: list[ModelConfig]
+    """the models to compare, each with params, grid and feature sets"""
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    """cutoffs, metrics, segments, mask and significance"""
 
     @model_validator(mode="after")
     def _references(self):

@@ -95,17 +95,19 @@ class GenerationOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_new_tokens: int = Field(96, ge=1)
-    min_new_tokens: int = Field(0, ge=0)
-    do_sample: bool = False
-    temperature: float | None = Field(None, gt=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
-    num_beams: int = Field(1, ge=1)
-    repetition_penalty: float = Field(1.0, gt=0)
-    seed: int = 0
-    cache_implementation: Literal["dynamic", "static"] = "dynamic"
-    compile: bool = False
+    max_new_tokens: int = Field(96, ge=1, description="longest generated answer, in tokens")
+    min_new_tokens: int = Field(0, ge=0, description="shortest generated answer, in tokens")
+    do_sample: bool = Field(False, description="sample instead of greedy decoding")
+    temperature: float | None = Field(None, gt=0, description="sampling temperature (do_sample only)")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass (do_sample only)")
+    top_k: int | None = Field(None, ge=0, description="sample from the k likeliest tokens (do_sample only)")
+    num_beams: int = Field(1, ge=1, description="beam search width (1: no beam search)")
+    repetition_penalty: float = Field(1.0, gt=0, description="penalty on repeated tokens (1: none)")
+    seed: int = Field(0, description="torch seed set before sampling")
+    cache_implementation: Literal["dynamic", "static"] = Field(
+        "dynamic", description="KV cache kind (speed only; static allows compile)"
+    )
+    compile: bool = Field(False, description="torch.compile the decoding step (speed only)")
 
     SPEED_FIELDS: ClassVar[tuple[str, ...]] = ("cache_implementation", "compile")
 

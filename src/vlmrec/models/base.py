@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.models.param_docs import describe_param
 from vlmrec.provenance import code_version
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def _check_device(value: str) -> str:
 
 def param_spec(cls: type[Recommender]) -> type[pydantic.BaseModel]:
     """The typed hyperparameter spec of a model, built from its `__init__` signature (types and
-    defaults) and PARAM_BOUNDS (ranges); unknown names are rejected."""
+    defaults), PARAM_BOUNDS (ranges) and param_docs (one line of meaning each); unknown names
+    are rejected."""
     # include_extras keeps Annotated[..., Field(ge=...)] ranges a model declares itself
     hints = typing.get_type_hints(cls.__init__, include_extras=True)
     fields: dict[str, Any] = {}
@@ -98,7 +100,8 @@ def param_spec(cls: type[Recommender]) -> type[pydantic.BaseModel]:
         kind = hints.get(name, Any)
         if name == "device":
             kind = Annotated[str, pydantic.AfterValidator(_check_device)]
-        fields[name] = (kind, pydantic.Field(default, **PARAM_BOUNDS.get(name, {})))
+        meaning = describe_param(cls.name, name) or None
+        fields[name] = (kind, pydantic.Field(default, description=meaning, **PARAM_BOUNDS.get(name, {})))
     return pydantic.create_model(
         f"{cls.__name__}Params", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )
