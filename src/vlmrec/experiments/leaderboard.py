@@ -10,6 +10,8 @@ averaged over seeds (the uncertainty of the test sample, which deterministic mod
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +19,7 @@ from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
 from vlmrec.experiments.results import segment_rows
 
 ROW = ["dataset", "model", "features", "control"]
+RowKey = tuple[str, str, str, str]  # one leaderboard row: its values of the ROW columns
 MASK_TEXT = {
     "train": "train items (validation items stay rankable, the MMRec convention)",
     "train+valid": "train and validation items",
@@ -54,10 +57,11 @@ def leaderboard(
     pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
     user_means = pu.groupby([*ROW, "user"])["value"].mean()
     for keys, g in sel.groupby(ROW, sort=False):
+        key = cast(RowKey, keys)  # the ROW columns hold strings
         values = g["value"].to_numpy()
-        lo, hi = bootstrap_ci(user_means.loc[keys].to_numpy(), seed=0)
+        lo, hi = bootstrap_ci(user_means.loc[key].to_numpy(), seed=0)
         row = dict(
-            zip(ROW, keys),
+            zip(ROW, key),
             mean=values.mean(),
             ci_low=lo,
             ci_high=hi,
@@ -68,12 +72,8 @@ def leaderboard(
         if "grid_size" in g:
             row["grid_size"] = int(g["grid_size"].iloc[0])
         for m2, k2 in extra or []:
-            v2 = results[(results["metric"] == m2) & (results["k"] == k2)]
-            v2 = (
-                v2.set_index(ROW).loc[[keys], "value"]
-                if keys in v2.set_index(ROW).index
-                else pd.Series(dtype=float)
-            )
+            by_row = results[(results["metric"] == m2) & (results["k"] == k2)].set_index(ROW)
+            v2 = by_row["value"].loc[[key]] if key in by_row.index else pd.Series(dtype=float)
             row[f"{m2}@{k2}"] = float(v2.mean()) if len(v2) else np.nan
         rows.append(row)
     board = pd.DataFrame(rows)
@@ -82,13 +82,15 @@ def leaderboard(
     board["kind"] = np.where(
         board["control"] != "none", "control", np.where(board["features"] == "none", "id-only", "content")
     )
-    tests = []  # (row index, column, p)
+    tests: list[tuple[int, str, float]] = []  # (row index, column, p)
     for _, b in board.groupby("dataset"):
         # the reference is chosen on validation, never on test; no validation score, no reference
         ids = b[(b["kind"] == "id-only") & b["valid_mean"].notna()]
-        best_id = ids.loc[ids["valid_mean"].idxmax()] if len(ids) else None
+        # board's index is a RangeIndex: its labels are ints
+        best_id = ids.loc[cast(int, ids["valid_mean"].idxmax())] if len(ids) else None
         board.loc[b.index, "best_id_baseline"] = best_id["model"] if best_id is not None else None
-        for idx, r in b[b["kind"] == "content"].iterrows():
+        for label, r in b[b["kind"] == "content"].iterrows():
+            idx = cast(int, label)
             mine = user_means.loc[tuple(r[c] for c in ROW)]
             if best_id is not None:
                 ref = user_means.loc[tuple(best_id[c] for c in ROW)]
@@ -155,9 +157,11 @@ def format_markdown(board: pd.DataFrame) -> str:
     if "mask" in board.columns:
         lines.append(describe_mask(str(board["mask"].iloc[0])))
         lines.append("")
-    refs = board["best_id_baseline"].dropna().unique() if "best_id_baseline" in board else []
+    refs = (
+        [str(r) for r in board["best_id_baseline"].dropna().unique()] if "best_id_baseline" in board else []
+    )
     lines.append(
-        f"Best ID baseline (the 'vs best ID' reference): {', '.join(map(str, refs))}, chosen on the validation "
+        f"Best ID baseline (the 'vs best ID' reference): {', '.join(refs)}, chosen on the validation "
         "score averaged over seeds (not on test)."
         if len(refs)
         else "No ID-only row with a validation score: no 'vs best ID' reference."

@@ -144,10 +144,10 @@ def _gallery(ds: Dataset, run_dir: Path, n: int = 6) -> list[dict]:
                 from PIL import Image
 
                 with Image.open(it["image_path"]) as im:
-                    im = im.convert("RGB")
-                    im.thumbnail((160, 160))
+                    rgb = im.convert("RGB")
+                    rgb.thumbnail((160, 160))
                     buf = io.BytesIO()
-                    im.save(buf, format="PNG")
+                    rgb.save(buf, format="PNG")
                     img = base64.b64encode(buf.getvalue()).decode()
             except OSError:
                 img = None
@@ -183,7 +183,7 @@ def compact_board(
         return pd.DataFrame()
     second = "ndcg" if metric != "ndcg" else "recall"
     other = safe_leaderboard(results, per_user, second, k, test, alpha)
-    other = other.set_index(ROW) if not other.empty else None
+    other_by_row = other.set_index(ROW) if not other.empty else None
     rows = []
     for _, r in board.iterrows():
         key = tuple(r[c] for c in ROW)
@@ -192,8 +192,8 @@ def compact_board(
             "features": r["features"],
             f"{_metric_name(metric)}@{k} (95% CI)": _with_ci(r["mean"], r["ci_low"], r["ci_high"]),
         }
-        if other is not None:
-            o = other.loc[key] if key in other.index else None
+        if other_by_row is not None:
+            o = other_by_row.loc[key] if key in other_by_row.index else None
             row[f"{_metric_name(second)}@{k} (95% CI)"] = (
                 _with_ci(o["mean"], o["ci_low"], o["ci_high"]) if o is not None else ""
             )
@@ -266,7 +266,9 @@ def segment_table(
         means = user_means(segment_rows(per_user, seg), metric, k)
         if means.empty:
             continue
-        keys = means.index.droplevel("user").unique()
+        index = means.index
+        assert isinstance(index, pd.MultiIndex)  # user_means groups by ROW + user
+        keys = index.droplevel("user").unique()
         for key in keys:
             rec = dict(zip(ROW, key))
             if rec["control"] != "none":

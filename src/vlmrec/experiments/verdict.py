@@ -197,12 +197,17 @@ def classify(
     vs_id_sig: bool | None,
 ) -> Label:
     """The verdict rule (see the module docstring); both references count."""
-    id_known = vs_id_diff is not None and vs_id_sig is not None and not math.isnan(vs_id_diff)
-    if (vs_shuffled_sig and vs_shuffled_diff < 0) or (id_known and vs_id_sig and vs_id_diff < 0):
+    # the ID reference counts only with both a difference (not NaN) and a significance flag
+    id_diff = (
+        vs_id_diff
+        if vs_id_diff is not None and vs_id_sig is not None and not math.isnan(vs_id_diff)
+        else None
+    )
+    if (vs_shuffled_sig and vs_shuffled_diff < 0) or (id_diff is not None and vs_id_sig and id_diff < 0):
         return "hurts"
     if not vs_shuffled_sig:
         return "ignored"
-    if id_known and vs_id_sig and vs_id_diff > 0:
+    if id_diff is not None and vs_id_sig and id_diff > 0:
         return "helps"
     return "used"
 
