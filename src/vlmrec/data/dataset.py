@@ -100,7 +100,7 @@ class Dataset:
 
     def image_signature(self) -> str:
         """Hash of (item id, file name, size, mtime) of every item image as it is on disk now."""
-        entries = []
+        entries: list[tuple[str, str, int, int] | tuple[str, str, str]] = []  # missing: no size/mtime
         for item_id, path in zip(self.items["item_id"], self.items["image_path"]):
             if path is None or path != path:
                 continue

@@ -60,7 +60,7 @@ def ids_as_text(values: pd.Series, source: str, column: str) -> pd.Series:
     return pd.Series(out, index=values.index, dtype=object)
 
 
-def _float_id(v: float) -> str | None:
+def _float_id(v: float | np.floating) -> str | None:
     if pd.isna(v):
         return None
     return str(int(v)) if float(v).is_integer() else repr(float(v))

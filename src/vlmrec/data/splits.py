@@ -76,7 +76,7 @@ def split_interactions(
             p = np.where(size >= 3, p, np.where((size == 2) & (pos == 1), 2, 0))
         part[ranked.index.to_numpy()] = p
     cols = [c for c in df.columns if not c.startswith("_")]
-    return tuple(df.loc[part == k, cols].reset_index(drop=True) for k in range(3))  # type: ignore[return-value]
+    return tuple(df.loc[part == k, cols].reset_index(drop=True) for k in range(3))
 
 
 def _random_cut(pos: np.ndarray, size: np.ndarray, ratios: tuple[float, float, float]) -> np.ndarray:
