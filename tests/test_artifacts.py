@@ -2,6 +2,8 @@
 their fitted model, which reloads and ranks exactly as it was evaluated; a cell is written
 atomically."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,3 +111,24 @@ def test_a_newer_cell_format_is_refused(tmp_path):
     (cell.directory / "cell.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="newer"):
         cell.record()
+
+
+def test_run_artifact_reads_what_it_wrote_and_names_what_is_missing(tmp_path):
+    from vlmrec.errors import DataError
+    from vlmrec.experiments.artifacts import RunArtifact
+
+    run = RunArtifact(tmp_path / "run")
+    with pytest.raises(DataError, match="no results.parquet; run `vlmrec run CONFIG` first"):
+        run.results()
+    with pytest.raises(DataError, match="not a run folder"):
+        run.dataset_dir()
+    run.write_config('{"dataset": {"prepared": "/data/prepared"}}')
+    assert run.dataset_dir() == Path("/data/prepared")  # no dataset/ of its own: the config's
+    (run.directory / "dataset").mkdir()
+    assert run.dataset_dir() == run.directory / "dataset"
+    rows = pd.DataFrame({"metric": ["recall"], "k": [20], "value": [0.5]})
+    run.write_results(rows, rows.assign(user=0))
+    assert run.results()["value"].tolist() == [0.5] and run.results()["segment"].tolist() == ["all"]
+    assert run.summary() == {}
+    run.write_summary({"name": "x"})
+    assert run.summary() == {"name": "x"} and not list(run.directory.glob(".*.tmp"))

@@ -1,4 +1,9 @@
-"""The cell artifact: the only writer and reader of a run's `cells/<key>/` folders.
+"""The run and cell artifacts: the only writers and readers of a run folder.
+
+A run folder (`RunArtifact`) holds `config.json` (the validated config), `run.json` (the run's
+summary: dataset, code version, evaluation, selection), the tidy `results.parquet` / `results.csv`
+/ `per_user.parquet` (experiments/results.py), `dataset/` (when the run prepared it),
+`features/<label>/` and `cells/<key>/`.
 
 A cell is one trained and evaluated model (dataset x model x params x features x control x
 seed). Its folder holds `cell.json` (what determined it and what it measured, written last: its
@@ -18,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from vlmrec.errors import ConfigError
+from vlmrec.errors import ConfigError, DataError
+from vlmrec.experiments.results import write_results
 from vlmrec.models.base import Recommender
 
 CELL_FORMAT = 1
@@ -129,3 +135,72 @@ class CellArtifact:
                 " keep theirs, and runs before cell format 1 kept none)"
             )
         return Recommender.load(self.directory / "model")
+
+
+class RunArtifact:
+    """One run folder: what `vlmrec run` writes and `vlmrec report` / `vlmrec serve --run` read."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    # ---- writing -------------------------------------------------------------------------
+    def write_config(self, config_json: str) -> None:
+        """The validated config, as JSON (written first: it says what the run is)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.directory / "config.json", config_json)
+
+    def write_results(self, results: pd.DataFrame, per_user: pd.DataFrame) -> None:
+        """The tidy results of every selected cell (results.parquet, .csv, per_user.parquet)."""
+        write_results(self.directory, results, per_user)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """run.json: dataset, code version, evaluation, selection (written last)."""
+        _write_atomic(self.directory / "run.json", json.dumps(summary, indent=1, default=str))
+
+    # ---- reading -------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The run's config (config.json) as a mapping."""
+        try:
+            return json.loads((self.directory / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{self.directory}: not a run folder (config.json: {e})") from None
+
+    def summary(self) -> dict[str, Any]:
+        """run.json, or {} for a run that has not finished writing it."""
+        path = self.directory / "run.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def results(self) -> pd.DataFrame:
+        """The tidy results table; a DataError when the run has not produced one."""
+        path = self.directory / "results.parquet"
+        if not path.is_file():
+            raise DataError(f"{self.directory}: no results.parquet; run `vlmrec run CONFIG` first")
+        return pd.read_parquet(path)
+
+    def per_user(self) -> pd.DataFrame:
+        """Per-user metric values of every selected cell."""
+        return pd.read_parquet(self.directory / "per_user.parquet")
+
+    def dataset_dir(self) -> Path:
+        """The prepared dataset the run used: its own `dataset/` or the config's `prepared`."""
+        own = self.directory / "dataset"
+        if own.exists():
+            return own
+        prepared = self.config().get("dataset", {}).get("prepared")
+        if not prepared:
+            raise DataError(f"{self.directory}: no dataset/ folder and no dataset.prepared in config.json")
+        return Path(prepared)
+
+    def features_dir(self, label: str) -> Path:
+        """Where the run keeps the FeatureSet `label`."""
+        return self.directory / "features" / label
+
+    def cell(self, key: str) -> CellArtifact:
+        """The cell `key` of this run (complete or not: see `CellArtifact.complete`)."""
+        return CellArtifact(CellArtifact.folder(self.directory, key))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

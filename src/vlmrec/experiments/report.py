@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.data.dataset import Dataset
-from vlmrec.errors import DataError
 from vlmrec.evaluation.significance import bootstrap_ci
+from vlmrec.experiments.artifacts import RunArtifact
 from vlmrec.experiments.leaderboard import ROW, describe_mask, format_markdown, leaderboard, results_mask
 from vlmrec.experiments.verdict import (
     BEYOND_ACCURACY,
@@ -429,16 +429,11 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     popularity-bucket charts (when the run recorded those segments), then the details collapsed.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "results.parquet").exists():
-        raise DataError(f"{run_dir}: no results.parquet; run `vlmrec run CONFIG` first")
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    results = pd.read_parquet(run_dir / "results.parquet")
-    per_user = pd.read_parquet(run_dir / "per_user.parquet")
-    ds_dir = run_dir / "dataset"
-    if not ds_dir.exists():
-        cfg = json.loads((run_dir / "config.json").read_text())
-        ds_dir = Path(cfg["dataset"]["prepared"])
-    ds = Dataset.load(ds_dir)
+    folder = RunArtifact(run_dir)
+    results = folder.results()
+    run = folder.summary()
+    per_user = folder.per_user()
+    ds = Dataset.load(folder.dataset_dir())
     evaluation = run.get("evaluation", {})
     test, alpha = evaluation.get("test", "wilcoxon"), float(evaluation.get("alpha", 0.05))
     overall = segment_rows(results, "all")

@@ -25,10 +25,9 @@ from vlmrec.data.dataset import Dataset
 from vlmrec.data.prepare import input_signature, prepare_dataset
 from vlmrec.errors import ConfigError
 from vlmrec.evaluation.segments import segment_info
-from vlmrec.experiments.artifacts import CellArtifact
+from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
 from vlmrec.experiments.cell import run_cell
 from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
-from vlmrec.experiments.results import write_results
 from vlmrec.features.controls import make_control
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.features.fusion import fuse
@@ -255,8 +254,8 @@ class Runner:
 
     def run(self) -> RunOutput:
         set_threads(self.cfg.threads)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(self.cfg.model_dump_json(indent=1))
+        run_folder = RunArtifact(self.out)
+        run_folder.write_config(self.cfg.model_dump_json(indent=1))
         ds = self.dataset()
         if max(self.cfg.evaluation.ks) > ds.n_items:
             raise ConfigError(
@@ -287,7 +286,7 @@ class Runner:
         results, per_user = self.collect(list(selected))
         self.prune_models(set(selected))
         results["grid_size"] = results["cell"].map(selected).astype("int64")
-        write_results(self.out, results, per_user)
+        run_folder.write_results(results, per_user)
         run_info = {
             "name": self.cfg.name,
             "description": self.cfg.description,
@@ -313,12 +312,12 @@ class Runner:
                 for k, v in fsets.items()
             },
         }
-        (self.out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+        run_folder.write_summary(run_info)
         return RunOutput(self.out, ds, results, per_user, self.cells_run, self.cells_skipped)
 
     def collect(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Results and per-user rows of the given cells, read through their artifacts."""
-        cells = [CellArtifact(CellArtifact.folder(self.out, k)) for k in dict.fromkeys(keys)]
+        cells = [RunArtifact(self.out).cell(k) for k in dict.fromkeys(keys)]
         res = pd.concat([c.results() for c in cells], ignore_index=True)
         per = pd.concat([c.per_user() for c in cells], ignore_index=True)
         return res, per

@@ -8,13 +8,11 @@ stored (e.g. a cell artifact with `Recommender.save/load`) means changing that o
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlmrec.data.dataset import Dataset
@@ -150,12 +148,11 @@ def from_run(
 def _servable_from_run(run: Path, model: str | None, features: str | None) -> Servable:
     # imported here: models bring torch (~200 MB resident), which serving from a dataset and a
     # FeatureSet, or from an already built state, does not need
-    from vlmrec.experiments.artifacts import CellArtifact
+    from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
     from vlmrec.models.base import FactorModel, get_model_class
 
-    if not (run / "results.parquet").exists():
-        raise DataError(f"{run}: no results.parquet; run `vlmrec run` first")
-    res = pd.read_parquet(run / "results.parquet")
+    folder = RunArtifact(run)
+    res = folder.results()
     rows = res[(res["control"] == "none")].drop_duplicates("cell")
     if model:
         rows = rows[rows["model"] == model]
@@ -192,14 +189,11 @@ def _servable_from_run(run: Path, model: str | None, features: str | None) -> Se
             f"({float(best_any['valid_score']):.4f}), which is not servable (not a factor model, or its cell kept no model)"
         )
         log.warning("%s: %s; serving %s/%s", run, desc["not_served"], best["model"], best["features"])
-    ds_dir = run / "dataset"
-    if not ds_dir.exists():
-        ds_dir = Path(json.loads((run / "config.json").read_text())["dataset"]["prepared"])
-    ds = Dataset.load(ds_dir)
+    ds = Dataset.load(folder.dataset_dir())
     state_dir = run / "serving" / f"{best['model']}__{best['features']}"
-    fitted = CellArtifact(CellArtifact.folder(run, best["cell"])).load_model()
+    fitted = folder.cell(best["cell"]).load_model()
     assert isinstance(fitted, FactorModel)
-    feat_dir = run / "features" / str(best["features"])
+    feat_dir = folder.features_dir(str(best["features"]))
     params = fitted.get_params()
     if (
         fitted.name == "profilematch"
