@@ -26,6 +26,15 @@ def item_ids_hash(item_ids: np.ndarray) -> str:
 
 @dataclass
 class FeatureSet:
+    """Item vectors aligned with one dataset's items, with their provenance.
+
+    Attributes:
+        vectors: float32 (n_items, dim), row i for `dataset.item_ids[i]`.
+        manifest: how the vectors were made and for which items: extractor, model, dataset
+            fingerprint, item-ids and item-table hashes (checked on load), failed items and the
+            missing-item policy, code version.
+    """
+
     vectors: np.ndarray
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -67,7 +76,7 @@ class FeatureSet:
 
     def derive(self, vectors: np.ndarray, **changes: Any) -> FeatureSet:
         """A new FeatureSet from this one (fusion, control), inheriting dataset provenance."""
-        manifest = {
+        manifest: dict[str, Any] = {
             k: self.manifest[k]
             for k in ("dataset", "dataset_fingerprint", "item_ids_hash", "items_hash")
             if k in self.manifest

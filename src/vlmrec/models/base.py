@@ -145,9 +145,31 @@ class Recommender:
         seed: int = 0,
         validator: Validator | None = None,
     ) -> Recommender:
+        """Train on the dataset's train split.
+
+        Args:
+            dataset: the prepared interactions (ids, splits, item table).
+            features: FeatureSets by label, aligned with `dataset.item_ids`; required by models
+                with `uses_features`, ignored by ID-only ones.
+            seed: seeds every random step of training (same seed, same scores).
+            validator: called with the model after evaluation rounds; returns a score (higher is
+                better) for early stopping and best-state restore. None trains all epochs.
+
+        Returns:
+            self, fitted: `score` can be called.
+        """
         raise NotImplementedError
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
+        """Raw relevance scores.
+
+        Args:
+            user_ids: internal user indices (0..n_users-1).
+
+        Returns:
+            float32 array (len(user_ids), n_items); higher ranks first. Seen items are not
+            masked here: the evaluator and the service mask them.
+        """
         raise NotImplementedError
 
     # ---- parameters (scikit-learn style) --------------------------------------------------
