@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vlmrec.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +170,8 @@ class GenerationOptions(BaseModel):
 
                 compile_config = CompileConfig()
                 if device.type == "cpu":  # transformers compiles on accelerators only unless told
-                    compile_config._compile_all_devices = True
+                    # transformers declares this private switch as `= None`, though it is a bool
+                    compile_config._compile_all_devices = True  # type: ignore[assignment]
                 kw["compile_config"] = compile_config
             else:  # transformers would otherwise compile on its own whenever the cache is static
                 kw["disable_compile"] = True
@@ -293,7 +297,7 @@ class _Captured(Exception):
     """Raised by a capture hook once every requested layer is held: the rest of the forward is skipped."""
 
 
-def text_decoder(model: torch.nn.Module) -> torch.nn.Module | None:
+def text_decoder(model: PreTrainedModel) -> torch.nn.Module | None:
     """The language model's decoder stack (the module with `layers`, one per text layer), or None."""
     n = model.config.get_text_config().num_hidden_layers
     candidates: list[torch.nn.Module] = []
@@ -316,6 +320,7 @@ def capture_hidden_states(decoder: torch.nn.Module, indices: set[int]) -> Iterat
     """Hooks that record hidden states `indices` (0..len(layers), as in `output_hidden_states`) into
     the yielded dict and raise `_Captured` when the last of them is recorded."""
     layers = decoder.layers
+    assert isinstance(layers, torch.nn.ModuleList)  # text_decoder only returns such decoders
     n_layers = len(layers)
     captured: dict[int, torch.Tensor] = {}
 
@@ -444,7 +449,8 @@ class LVLM:
         except (OSError, ValueError, ImportError) as e:
             raise ModelError(f"cannot load LVLM {self.model_id!r}: {e}\n{NO_LVLM_HELP}") from e
         if not load_in_4bit:
-            self.model.to(self.device)
+            # PreTrainedModel.to is `@wraps(nn.Module.to)`, typed as the unbound function (self first)
+            self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         tok = getattr(self.processor, "tokenizer", None)
         if tok is not None:
@@ -559,7 +565,7 @@ class LVLM:
         lengths: Sequence[int],
         batch: BatchChoice,
         mode: Mode,
-        run: Callable[[list[int]], Sequence[T]],
+        run: Callable[[list[int]], Iterable[T]],
     ) -> list[T]:
         """Run `run` on batches of positions in length order; results in the original order. An
         automatic batch that runs out of GPU memory is halved (and stays halved); an explicit one
@@ -679,7 +685,9 @@ class LVLM:
 
         def run(idx: list[int]) -> list[str]:
             inputs = self.inputs([images[i] for i in idx], [prompts[i] for i in idx])
-            out = self.model.generate(**inputs, **kwargs)
+            # transformers types generate() for a Protocol its own Auto classes do not match, and
+            # the processor's tensors (input_ids, pixel_values, ...) go to its **kwargs
+            out = self.model.generate(**inputs, **kwargs)  # type: ignore[misc, arg-type]
             new = out[:, inputs["input_ids"].shape[1] :]
             return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
 
