@@ -135,6 +135,11 @@ class ModelConfig(Strict):
 MaskSplit = Literal["train", "valid"]
 
 
+def _default_mask() -> list[MaskSplit]:
+    """The default test-time mask: train and validation items."""
+    return ["train", "valid"]
+
+
 class EvaluationConfig(Strict):
     """How every cell is evaluated.
 
@@ -156,7 +161,7 @@ class EvaluationConfig(Strict):
     """extra rows per item segment: cold (warm/cold items), popularity (head/torso/tail)"""
     select: str | None = None
     """METRIC@K chosen on validation; default recall@20 when 20 is a cutoff, else recall@max(ks)."""
-    mask: list[MaskSplit] = Field(default_factory=lambda: ["train", "valid"])
+    mask: list[MaskSplit] = Field(default_factory=_default_mask)
     """splits whose items are removed from each user's test ranking"""
     test: Literal["wilcoxon", "ttest"] = "wilcoxon"
     """paired significance test across users (vs the best ID model and vs the shuffled twin)"""
