@@ -159,12 +159,12 @@ def config_reference() -> str:
         "spec at load, before anything trains. Documented per model in its class docstring.",
     ]
     for name in sorted(MODELS):
-        spec = param_spec(MODELS[name])
+        params = param_spec(MODELS[name])
         out += ["", f"### `{name}`", ""]
-        if not spec.model_fields:
+        if not params.model_fields:
             out.append("No hyperparameters.")
             continue
-        out += _table(spec, "")
+        out += _table(params, "")
     return "\n".join(out) + "\n"
 
 
