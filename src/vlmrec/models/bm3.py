@@ -48,6 +48,7 @@ class BM3Net(MultimodalNet):
 
 @register("bm3")
 class BM3(TorchRecommender):
+    net: BM3Net
     uses_features = True
 
     def __init__(

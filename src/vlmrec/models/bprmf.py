@@ -41,6 +41,8 @@ class BPRMFNet(nn.Module):
 
 @register("bprmf")
 class BPRMF(TorchRecommender):
+    net: BPRMFNet
+
     def __init__(
         self,
         embedding_dim: int = 64,

@@ -59,6 +59,7 @@ class FREEDOMNet(MultimodalNet):
 
 @register("freedom")
 class FREEDOM(TorchRecommender):
+    net: FREEDOMNet
     uses_features = True
 
     def __init__(

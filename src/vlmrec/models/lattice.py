@@ -65,6 +65,7 @@ class LATTICENet(MultimodalNet):
 
 @register("lattice")
 class LATTICE(TorchRecommender):
+    net: LATTICENet
     uses_features = True
     _graph: torch.Tensor | None  # the learned item graph of this epoch (None: rebuild it)
 

@@ -40,6 +40,8 @@ class LightGCNNet(nn.Module):
 
 @register("lightgcn")
 class LightGCN(TorchRecommender):
+    net: LightGCNNet
+
     def __init__(
         self,
         embedding_dim: int = 64,

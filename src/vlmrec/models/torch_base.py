@@ -19,6 +19,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ class TorchRecommender(FactorModel):
     """Subclasses implement `_setup` (build `self.net` and buffers), `_batch_loss` and
     `_final_embeddings`; this class owns the loop. After fit: `history_` holds the mean training
     loss per epoch and `valid_history_` the validation scores."""
+
+    net: torch.nn.Module  # built by `_setup`
 
     # subclasses call super().__init__ with these shared hyperparameters
     def _init_training(
@@ -175,10 +178,19 @@ def bpr_loss(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
 def emb_loss(*tensors: torch.Tensor) -> torch.Tensor:
     """MMRec's EmbLoss: the sum of the (unsquared) Frobenius norms of the tensors divided by the
     number of rows of the last one. MMRec's published `reg_weight` grids assume this form."""
-    return sum(t.norm(p=2) for t in tensors) / tensors[-1].shape[0]
+    return _total(t.norm(p=2) for t in tensors) / tensors[-1].shape[0]
 
 
 def half_squared_loss(*tensors: torch.Tensor, batch_size: int) -> torch.Tensor:
     """sum ||t||^2 / 2 over the tensors, divided by the configured batch size (the LATTICE
     reference's regulariser; it divides by the configured size even on a short last batch)."""
-    return sum(t.pow(2).sum() for t in tensors) / (2 * batch_size)
+    return _total(t.pow(2).sum() for t in tensors) / (2 * batch_size)
+
+
+def _total(terms: Iterator[torch.Tensor]) -> torch.Tensor:
+    """Left-to-right sum of scalar tensors (what builtin `sum` computes, 0 + a being exactly a,
+    typed as a Tensor)."""
+    total = next(terms)
+    for term in terms:
+        total = total + term
+    return total

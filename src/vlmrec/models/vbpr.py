@@ -60,6 +60,7 @@ class VBPRNet(nn.Module):
 
 @register("vbpr")
 class VBPR(TorchRecommender):
+    net: VBPRNet
     uses_features = True
 
     def __init__(
