@@ -58,7 +58,8 @@ class RunOutput:
 class Runner:
     def __init__(self, config: ExperimentConfig, on_event=None):
         self.cfg = config
-        self.out = Path(config.output_dir)
+        # parse_config fills output_dir (runs/<name>) when the config leaves it out
+        self.out = Path(config.output_dir or Path("runs") / config.name)
         self.on_event = on_event or (lambda msg: log.info(msg))
         self.cells_run = 0
         self.cells_skipped = 0
@@ -145,8 +146,11 @@ class Runner:
                     options["fields"] = f.fields
                 if f.prompt:
                     options["prompt"] = f.prompt
+                assert f.extractor is not None  # FeatureConfig: exactly one of extractor/fuse/path
                 ex = build_extractor(f.extractor, target, model=f.model, items=ds.items, **options)
-                fs = extract(ds, ex, target, missing=f.missing)
+                extracted = extract(ds, ex, target, missing=f.missing)
+                assert extracted is not None  # None only when stopped early (max_chunks)
+                fs = extracted
             fs.manifest.update(name=f.name, config_key=key, content_hash=hash_arrays(fs.vectors))
             fs.save(target)
             out[f.name] = fs
@@ -200,7 +204,7 @@ class Runner:
             mask=ev.mask,
             segments=ev.segments,
         )
-        extra = {
+        extra: dict[str, Any] = {
             "model": model.display,
             "control": control,
             "params": json.dumps(params, sort_keys=True),
