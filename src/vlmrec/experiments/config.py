@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vlmrec.data.splits import SplitMethod
+from vlmrec.data.spec import DatasetSpec
 from vlmrec.errors import ConfigError
 from vlmrec.evaluation.metrics import METRICS
 from vlmrec.evaluation.segments import BEYOND_METRICS, SegmentGroup
@@ -25,45 +25,8 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-class DatasetConfig(Strict):
-    """Either `prepared` (a folder from `vlmrec prepare`) or a reader spec."""
-
-    name: str | None = None
-    """dataset name in reports (default: from the reader)"""
-    prepared: Path | None = None
-    """a folder written by `vlmrec prepare` (then the reader keys are not used)"""
-    format: str | None = None
-    """reader: amazon2014, amazon2018, amazon2023, movielens, recbole, table or planted (docs/data.md)"""
-    path: Path | None = None
-    """the file or folder the reader reads (relative paths start at the config's folder)"""
-    interactions: Path | None = None
-    """format table: the interactions file (CSV, TSV, JSON lines or Parquet)"""
-    items: Path | None = None
-    """format table: the items file (item id, text fields, optional image path)"""
-    images: Path | None = None
-    """a folder of item images named by item id (`<item_id>.jpg`, ...)"""
-    columns: dict[str, str] | None = None
-    """format table: your column names for user_id, item_id, rating, timestamp, ..."""
-    rating_threshold: float | None = None
-    """keep interactions rated >= this as positives (unset: keep all)"""
-    k_core: int = 0
-    """repeatedly drop users and items with fewer interactions than this (0: off)"""
-    split: SplitMethod = "random"
-    """random (per user), loo (leave the last out), temporal (one global time cut) or cold-items"""
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    """train, validation and test shares"""
-    seed: int = 42
-    """seed of the split: the same seed gives the same split"""
-    cold_fraction: float = Field(0.2, gt=0, lt=1)
-    """split cold-items: the fraction of items held out of training (see docs/cold_start.md)."""
-    planted: dict[str, Any] | None = None
-    """format planted: generator options (n_users, n_items, interactions_per_user, ...)"""
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if self.prepared is None and self.format is None:
-            raise ValueError("give either 'prepared' (a prepared dataset folder) or 'format' (+ 'path')")
-        return self
+# the dataset section is the data layer's own spec (also built by `vlmrec prepare` and the API)
+DatasetConfig = DatasetSpec
 
 
 class FeatureConfig(Strict):

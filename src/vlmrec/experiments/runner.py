@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.data.dataset import Dataset
-from vlmrec.data.prepare import input_signature, prepare_dataset
+from vlmrec.data.prepare import input_signature
 from vlmrec.errors import ConfigError
 from vlmrec.evaluation.segments import segment_info
 from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
@@ -77,9 +77,9 @@ class Runner:
         if d.prepared is not None:
             return Dataset.load(d.prepared)
         target = self.out / "dataset"
-        spec = d.model_dump(mode="json", exclude={"prepared"})
+        spec = d.cache_key_fields()
         inputs = input_signature(
-            d.format, path=d.path, interactions=d.interactions, items=d.items, images=d.images
+            d.reader_format(), path=d.path, interactions=d.interactions, items=d.items, images=d.images
         )
         key = _key({"spec": spec, "inputs": inputs, "code": code_hash("data")})
         marker = target / "config_key.txt"
@@ -92,23 +92,7 @@ class Runner:
             self.on_event("dataset inputs, settings or data code changed since the last run")
         self.on_event(f"preparing dataset ({d.format})")
         marker.unlink(missing_ok=True)  # a preparation killed half-way is never taken as fresh
-        ds = prepare_dataset(
-            d.format,
-            path=d.path,
-            interactions=d.interactions,
-            items=d.items,
-            images=d.images,
-            columns=d.columns,
-            name=d.name,
-            rating_threshold=d.rating_threshold,
-            k_core_min=d.k_core,
-            split=d.split,
-            ratios=tuple(d.ratios),
-            seed=d.seed,
-            cold_fraction=d.cold_fraction,
-            planted_options=d.planted,
-            out=target,
-        )
+        ds = d.prepare(target)
         marker.write_text(key)
         return ds
 

@@ -1,0 +1,99 @@
+"""DatasetSpec: what a dataset is made from and how it is split, as one typed value.
+
+The YAML config's `dataset:` section, `vlmrec prepare`'s options and the Python API all build a
+DatasetSpec; `prepare()` is the one place that turns it into a prepared Dataset, and
+`cache_key_fields()` what a run's cache key covers. Choices (formats, split methods) are defined
+once here and in `data.splits`; the CLI lists them from these definitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vlmrec.data.dataset import Dataset
+from vlmrec.data.splits import SplitMethod
+
+
+class DatasetSpec(BaseModel):
+    """Either `prepared` (a folder from `vlmrec prepare`) or a reader spec."""
+
+    # the docstring under each field is its description (docs/config.md is generated from them)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    name: str | None = None
+    """dataset name in reports (default: from the reader)"""
+    prepared: Path | None = None
+    """a folder written by `vlmrec prepare` (then the reader keys are not used)"""
+    format: str | None = None
+    """reader: amazon-2014/2018/2023, movielens-100k/1m/latest, recbole, presplit, table or planted (docs/data.md)"""
+    path: Path | None = None
+    """the file or folder the reader reads (relative paths start at the config's folder)"""
+    interactions: Path | None = None
+    """format table: the interactions file (CSV, TSV, JSON lines or Parquet)"""
+    items: Path | None = None
+    """format table: the items file (item id, text fields, optional image path)"""
+    images: Path | None = None
+    """a folder of item images named by item id (`<item_id>.jpg`, ...)"""
+    columns: dict[str, str] | None = None
+    """format table: your column names for user_id, item_id, rating, timestamp, ..."""
+    sep: str | None = None
+    """format table: the field separator of text files (default: sniffed per file)"""
+    encoding: str | None = None
+    """format table: the files' text encoding (default UTF-8; a wrong one is an error naming the byte)"""
+    rating_threshold: float | None = None
+    """keep interactions rated >= this as positives (unset: keep all)"""
+    k_core: int = Field(0, ge=0)
+    """repeatedly drop users and items with fewer interactions than this (0: off)"""
+    split: SplitMethod = "random"
+    """random (per user), loo (leave the last out), temporal (one global time cut) or cold-items"""
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """train, validation and test shares"""
+    seed: int = 42
+    """seed of the split: the same seed gives the same split"""
+    cold_fraction: float = Field(0.2, gt=0, lt=1)
+    """split cold-items: the fraction of items held out of training (see docs/cold_start.md)"""
+    planted: dict[str, Any] | None = None
+    """format planted: generator options (n_users, n_items, interactions_per_user, ...)"""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if self.prepared is None and self.format is None:
+            raise ValueError("give either 'prepared' (a prepared dataset folder) or 'format' (+ 'path')")
+        return self
+
+    def reader_format(self) -> str:
+        """The reader's format (a spec without `prepared` always has one)."""
+        if self.format is None:
+            raise ValueError("this dataset spec names a prepared folder, not a reader format")
+        return self.format
+
+    def cache_key_fields(self) -> dict[str, Any]:
+        """What determines the prepared dataset besides the input files' content."""
+        return self.model_dump(mode="json", exclude={"prepared"})
+
+    def prepare(self, out: str | Path | None = None) -> Dataset:
+        """Read, clean and split the data as specified; with `out`, save the Dataset there."""
+        from vlmrec.data.prepare import prepare_dataset  # prepare imports every reader: load on use
+
+        return prepare_dataset(
+            self.reader_format(),
+            path=self.path,
+            interactions=self.interactions,
+            items=self.items,
+            images=self.images,
+            columns=self.columns,
+            name=self.name,
+            rating_threshold=self.rating_threshold,
+            k_core_min=self.k_core,
+            split=self.split,
+            ratios=self.ratios,
+            seed=self.seed,
+            cold_fraction=self.cold_fraction,
+            planted_options=self.planted,
+            sep=self.sep,
+            encoding=self.encoding,
+            out=out,
+        )
