@@ -164,3 +164,25 @@ def test_select_follows_the_cutoffs_and_ks_above_the_catalogue_fail_before_train
     with pytest.raises(ConfigError, match="above the catalogue size"):
         Runner(cfg).run()
     assert not (tmp_path / "run" / "cells").exists()
+
+
+@pytest.mark.parametrize(
+    "content,args,expected",
+    [
+        (b"user_id,item_id\nu1,caf\xe9\n", [], "not valid utf-8 text (line 2, byte 0xe9 at offset 22)"),
+        ("user_id,item_id\nu1,caf\u00e9\n".encode(), ["--encoding", "latin-1"], "holds UTF-8 text (line 2"),
+        (b"user_id,item_id\nu1,a\n", ["--encoding", "nope"], "--encoding 'nope': unknown encoding"),
+        (b"user_id,item_id\nu1,a\n", ["--sep", "ab"], "--sep 'ab': expected one character"),
+        (
+            b"user_id,item_id,timestamp\nu1,a,2021-01-01\nu1,b,yesterday\n",
+            [],
+            "row 2: time column 'timestamp'",
+        ),
+    ],
+)
+def test_prepare_bad_text_files(tmp_path, content, args, expected):
+    """Real files as users have them: each a one-line error naming the file, option or row."""
+    (tmp_path / "i.csv").write_bytes(content)
+    code, out = invoke("prepare", "--interactions", tmp_path / "i.csv", *args, "--out", tmp_path / "o")
+    assert code == 2 and out.count("error:") == 1 and expected in out.replace("\n", " "), out
+    assert not (tmp_path / "o").exists()

@@ -103,7 +103,22 @@ def prepare(
     user_col: str = typer.Option("user_id", help="Name of the user id column (format table)."),
     item_col: str = typer.Option("item_id", help="Name of the item id column (format table)."),
     rating_col: str = typer.Option("rating", help="Name of the rating column (format table)."),
-    time_col: str = typer.Option("timestamp", help="Name of the timestamp column (format table)."),
+    time_col: str = typer.Option(
+        "timestamp",
+        help="Name of the timestamp column (format table): Unix times or ISO 8601 dates (2021-01-01).",
+    ),
+    sep: str | None = typer.Option(
+        None,
+        "--sep",
+        help="Field separator of the CSV/TSV files (format table), e.g. ';' or 'tab'; default: sniffed "
+        "from each file's first lines among , ; TAB |.",
+    ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="Text encoding of the CSV/TSV files (format table): utf-8 (default), latin-1, cp1252, ..., "
+        "or utf-8+latin-1 for files that mix both.",
+    ),
     name: str | None = typer.Option(None, help="Dataset name (default: from the path)."),
     rating_threshold: float | None = typer.Option(None, help="Keep ratings >= this as positives."),
     k_core: int = typer.Option(0, "--k-core", help="Iterative k-core on users and items (0: off)."),
@@ -144,6 +159,8 @@ def prepare(
             ratios=_floats(ratios),
             seed=seed,
             cold_fraction=cold_fraction,
+            sep=sep,
+            encoding=encoding,
             out=out,
         )
     except VlmrecError as e:
@@ -164,6 +181,30 @@ def prepare(
     )
     if cold:
         console.print(f"cold items (never in training): {cold:,}")
+    _print_cleaning(ds.info)
+
+
+def _print_cleaning(info: dict) -> None:
+    """`prepare`'s summary of the rows dropped for each reason and of the item table's match
+    (the same numbers as the manifest's `dropped` and `item_table`)."""
+    dropped = {reason: n for reason, n in (info.get("dropped") or {}).items() if n}
+    if dropped:
+        console.print("rows dropped:")
+        for reason, n in dropped.items():
+            console.print(f"  {n:>10,}  {escape(reason)}")
+    else:
+        console.print("rows dropped: none")
+    table = info.get("item_table")
+    if table and table.get("items_without_row"):
+        console.print(
+            f"item table: {table['items_without_row']:,} items of the interactions have no row "
+            f"({table['interactions_on_items_without_row']:,} interactions; kept, with empty text)"
+        )
+    if table and table.get("rows_without_interactions"):
+        console.print(
+            f"item table: {table['rows_without_interactions']:,} rows name items with no kept "
+            "interaction (not in the dataset)"
+        )
 
 
 @app.command()

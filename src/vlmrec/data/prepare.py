@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from vlmrec.data import readers
 from vlmrec.data.dataset import Dataset, build_dataset
 from vlmrec.data.interactions import drop_duplicates, k_core, to_implicit, validate_interactions
@@ -16,6 +19,14 @@ from vlmrec.errors import ConfigError
 from vlmrec.provenance import code_hash, code_version, path_signature
 
 log = logging.getLogger(__name__)
+
+# Reasons rows are dropped, as the manifest's `dropped` and the prepare summary name them (the
+# item table's own reasons are `readers.MISSING_ITEM_ID`, `readers.DUPLICATE_ITEM`, and
+# `readers.MALFORMED_ID` for interactions without a usable id).
+DUPLICATE_INTERACTION = "duplicate (user, item) interaction (latest kept)"
+BELOW_THRESHOLD = "rating below --rating-threshold"
+K_CORE = "removed by the --k-core filter"
+NO_TRAIN_ITEM = "validation/test interaction of a user with no training item"
 
 READERS: dict[str, Callable[..., readers.RawData]] = {
     "amazon-2014": readers.read_amazon_2014,
@@ -76,6 +87,8 @@ def prepare_dataset(
     seed: int = 42,
     cold_fraction: float = 0.2,
     planted_options: dict[str, Any] | None = None,
+    sep: str | None = None,
+    encoding: str | None = None,
     out: str | Path | None = None,
 ) -> Dataset:
     """Read one of FORMATS and return (and, with `out`, save) a Dataset.
@@ -89,9 +102,21 @@ def prepare_dataset(
     `split="cold-items"` holds `cold_fraction` of the items out of training
     (`vlmrec.data.splits.split_cold_items`); the manifest's `split` records the cold item ids
     (`cold_items.valid`, `cold_items.test`) and their count.
+
+    `sep` and `encoding` (format table only) say how the text files are read; by default the
+    separator is sniffed per file and the encoding is UTF-8 (see `readers.table_dialect`); the
+    manifest's `read_options` records what was used. The manifest's `dropped` counts the rows
+    dropped for each reason checked in this run, zeros included (the reasons are the constants
+    above and those in `readers`), and `item_table` says how the item table and the
+    interactions' items match (`item_table_coverage`).
     """
     if fmt not in READERS:
         raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
+    if fmt != "table" and (sep is not None or encoding is not None):
+        given = " and ".join(o for o, v in (("--sep", sep), ("--encoding", encoding)) if v is not None)
+        raise ConfigError(
+            f"{given} applies to --format table only (format {fmt} reads its files its own way)"
+        )
     info: dict[str, Any] = {"format": fmt}
     inputs = input_signature(fmt, path=path, interactions=interactions, items=items, images=images)
     if fmt == "planted":
@@ -108,7 +133,7 @@ def prepare_dataset(
     elif fmt == "table":
         if interactions is None:
             raise ConfigError("--format table needs --interactions FILE")
-        raw = readers.read_table(interactions, items, columns)
+        raw = readers.read_table(interactions, items, columns, sep=sep, encoding=encoding or "utf-8")
     elif fmt == "presplit":
         raw = readers.read_presplit(_need(path, fmt), items)
     elif fmt.startswith("amazon"):
@@ -118,18 +143,28 @@ def prepare_dataset(
     name = name or Path(raw.source).parent.name or fmt
     info.update(source=raw.source, rating_threshold=rating_threshold, k_core=k_core_min)
 
+    dropped = {reason: 0 for reason in (readers.MALFORMED_ID, DUPLICATE_INTERACTION, NO_TRAIN_ITEM)}
+    if raw.items is not None:
+        dropped.update({readers.MISSING_ITEM_ID: 0, readers.DUPLICATE_ITEM: 0})
+    if rating_threshold is not None:
+        dropped[BELOW_THRESHOLD] = 0
+    if k_core_min > 1 and raw.presplit is None:
+        dropped[K_CORE] = 0
+    for reason, n in raw.dropped.items():
+        dropped[reason] = dropped.get(reason, 0) + n
+
+    def clean(df, source):
+        df = validate_interactions(readers.drop_malformed_ids(df, source, dropped), source)
+        df = _counted(dropped, BELOW_THRESHOLD, df, lambda d: to_implicit(d, rating_threshold))
+        return _counted(dropped, DUPLICATE_INTERACTION, df, drop_duplicates)
+
     if raw.presplit is not None:
-        parts = [
-            validate_interactions(df, f"{raw.source} ({s})")
-            for df, s in zip(raw.presplit, ("train", "valid", "test"))
-        ]
-        parts = [drop_duplicates(to_implicit(p, rating_threshold)) for p in parts]
+        parts = [clean(df, f"{raw.source} ({s})") for df, s in zip(raw.presplit, ("train", "valid", "test"))]
         train, valid, test = parts
         info["split"] = {"method": "given"}
     else:
-        df = validate_interactions(raw.interactions, raw.source)
-        df = drop_duplicates(to_implicit(df, rating_threshold))
-        df = k_core(df, k_core_min, raw.source)
+        df = clean(raw.interactions, raw.source)
+        df = _counted(dropped, K_CORE, df, lambda d: k_core(d, k_core_min, raw.source))
         info["split"] = {"method": split, "ratios": list(ratios), "seed": seed}
         if split == "cold-items":
             train, valid, test, cold = split_cold_items(df, cold_fraction, ratios, seed)
@@ -146,8 +181,17 @@ def prepare_dataset(
         item_table = readers.attach_images(base.astype({"item_id": str}), images)
     # before the fingerprint is first computed: the images as they are on disk now
     info.update(inputs=inputs, code=data_code_version())
+    if raw.read_options:
+        info["read_options"] = raw.read_options
+    n_split = len(train) + len(valid) + len(test)
     ds = build_dataset(name, train, valid, test, item_table, info)
     ds.info["inputs"]["item_images"] = ds.image_signature()
+    dropped[NO_TRAIN_ITEM] += n_split - (len(ds.train) + len(ds.valid) + len(ds.test))
+    ds.info["dropped"] = {reason: int(n) for reason, n in dropped.items()}
+    if raw.items is not None:
+        ds.info["item_table"] = item_table_coverage(ds, raw.items)
+    if any(dropped.values()):
+        log.info("%s: rows dropped: %s", ds.name, "; ".join(f"{r}: {n:,}" for r, n in dropped.items() if n))
     stats = ds.stats()
     log.info(
         "%s: %d users; split %s covers %d users in train, %d in validation, %d in test",
@@ -161,6 +205,32 @@ def prepare_dataset(
     if out is not None:
         ds.save(out)
     return ds
+
+
+def _counted(dropped: dict[str, int], reason: str, df, step):
+    """`step(df)`, adding the number of rows it removed to `dropped[reason]`."""
+    out = step(df)
+    if len(out) != len(df):
+        dropped[reason] = dropped.get(reason, 0) + len(df) - len(out)
+    return out
+
+
+def item_table_coverage(ds: Dataset, items) -> dict[str, int]:
+    """How the item table (`items`, as read: one row per id) matches the dataset's items:
+    `items_without_row` (items of the interactions the table has no row for: kept, with empty
+    text), the interactions on them, and `rows_without_interactions` (table rows for items no
+    kept interaction names: not in the dataset)."""
+    listed = set(items["item_id"].astype(str))
+    known = pd.Series(ds.item_ids).astype(str).isin(listed).to_numpy()
+    counts = np.zeros(len(ds.item_ids), dtype=np.int64)
+    for split in (ds.train, ds.valid, ds.test):
+        counts += np.bincount(split["item"].to_numpy(), minlength=len(ds.item_ids))
+    return {
+        "rows": len(listed),
+        "items_without_row": int((~known).sum()),
+        "interactions_on_items_without_row": int(counts[~known].sum()),
+        "rows_without_interactions": len(listed) - int(known.sum()),
+    }
 
 
 def _need(path, fmt: str) -> Path:

@@ -10,15 +10,25 @@ Item tables: rows without an id are dropped, and a duplicated id keeps its *firs
 warning naming how many ids were duplicated and the first few (Amazon metadata files repeat
 records; refusing them would make real catalogues unreadable). The counts are in
 `RawData.dropped`.
+
+Delimited text files (`read_delimited`) have their separator sniffed unless given, are read
+with a backslash as escape character only when a field holds a backslash-escaped quote, and
+are decoded with the encoding given (UTF-8 by default); a byte it cannot decode, or a
+single-byte encoding applied to UTF-8 text, is an error naming the file and byte offset
+(`table_dialect`).
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
+import csv
+import functools
 import gzip
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +103,7 @@ _MAGIC = [
 ]
 DUPLICATE_ITEM = "duplicate item id in the item table (first row kept)"
 MISSING_ITEM_ID = "item table row without an item id"
+MALFORMED_ID = "interaction with an empty or malformed user/item id"
 
 
 @dataclass
@@ -105,6 +116,8 @@ class RawData:
     items: pd.DataFrame | None = None
     presplit: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None
     dropped: dict[str, int] = field(default_factory=dict)
+    read_options: dict[str, Any] = field(default_factory=dict)
+    """How each text file was read (`Dialect.as_dict`: separator, escape character, encoding)."""
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -132,14 +145,16 @@ def _sniff_binary(path: Path, what: str, allowed: tuple[bytes, ...] = ()) -> Non
         raise DataError(f"{path}: this is a binary file (it holds NUL bytes), not {what}")
 
 
-def _decode_error(path: Path, e: UnicodeDecodeError, encoding: str) -> DataError:
+def _decode_error(
+    path: Path, e: UnicodeDecodeError, encoding: str, hint: str = "is it a text file in another encoding?"
+) -> DataError:
     """A DataError naming the file and the line, file offset and value of the first byte that is
     not `encoding` (the position in `e` is relative to a read buffer, so the file is scanned)."""
     bad = _first_undecodable(path, encoding)
     at = (
         f"line {bad[0]}, byte 0x{bad[2]:02x} at offset {bad[1]}" if bad else f"byte 0x{e.object[e.start]:02x}"
     )
-    return DataError(f"{path}: not valid {encoding} text ({at}); is it a text file in another encoding?")
+    return DataError(f"{path}: not valid {encoding} text ({at}); {hint}")
 
 
 def _first_undecodable(path: Path, encoding: str, chunk: int = 1 << 20) -> tuple[int, int, int] | None:
@@ -317,33 +332,234 @@ def attach_images(items: pd.DataFrame, image_dir: str | Path | None) -> pd.DataF
     return items
 
 
-def _table_kind(path: Path, sep: str | None) -> str | None:
-    """None for Parquet, else the field separator (by extension unless given)."""
-    if path.suffix == ".parquet":
+# ---- delimited text: separator, quoting, encoding ---------------------------------------------
+SEPARATORS = (",", ";", "\t", "|")
+"""The separators a delimited text file is sniffed for (`sep` can name any single character)."""
+MIXED_ENCODING = "utf-8+latin-1"
+"""The `encoding` for files that mix UTF-8 and latin-1 lines (Book-Crossing's BX-Books.csv):
+bytes that form valid UTF-8 are read as UTF-8, every other byte as latin-1."""
+_LATIN1_FALLBACK = "vlmrec-latin-1-fallback"
+codecs.register_error(_LATIN1_FALLBACK, lambda e: (e.object[e.start : e.end].decode("latin-1"), e.end))
+_SNIFF_BYTES = 1 << 16
+_SNIFF_ROWS = 200
+# Single-byte encodings decode any byte, so a UTF-8 file read with one of them turns into
+# mojibake ("é" -> "Ã©") without an error: such reads are checked for UTF-8 sequences. In UTF-8
+# text every non-ASCII byte is in one, in a file mixing UTF-8 and latin-1 lines many are (75% in
+# Book-Crossing's BX-Books.csv), in latin-1 text only the rare coincidental pair (a capital
+# accented letter followed by a symbol such as "Ô½": 10% of BX-Book-Ratings.csv's 21 bytes).
+_SINGLE_BYTE = ("iso8859", "latin", "cp125", "cp437", "cp850", "mac-")
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_NON_ASCII = bytes(range(128, 256))
+_MOJIBAKE_SHARE = 0.25  # share of non-ASCII bytes in UTF-8 sequences from which a read is refused
+_ENCODING_HINT = (
+    "give the file's encoding with --encoding (e.g. latin-1, or utf-8+latin-1 for a file mixing both)"
+)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a delimited text file is read: field separator, escape character (`\\` when fields
+    hold backslash-escaped quotes `\\"`), and encoding as the user named it."""
+
+    sep: str
+    escapechar: str | None
+    encoding: str
+    sniffed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sep": self.sep,
+            "sep_sniffed": self.sniffed,
+            "escapechar": self.escapechar,
+            "encoding": self.encoding,
+        }
+
+    def pandas(self) -> dict[str, Any]:
+        codec, errors = _codec(self.encoding)
+        return {"sep": self.sep, "escapechar": self.escapechar, "encoding": codec, "encoding_errors": errors}
+
+
+def _codec(encoding: str) -> tuple[str, str]:
+    """(Python codec, decode error handler) for an encoding name as users give it."""
+    if encoding.strip().lower().replace("_", "-") in (MIXED_ENCODING, "utf8+latin1", "utf-8+latin1"):
+        return "utf-8", _LATIN1_FALLBACK
+    try:
+        return codecs.lookup(encoding).name, "strict"
+    except LookupError:
+        raise DataError(
+            f"--encoding {encoding!r}: unknown encoding; use a Python codec name such as utf-8, latin-1, "
+            f"cp1252, or {MIXED_ENCODING} for files that mix UTF-8 and latin-1"
+        ) from None
+
+
+def check_sep(sep: str | None) -> str | None:
+    """A separator as users type it (`;`, `tab`, `\\t`, `|`) -> one character, or an error."""
+    if sep is None:
         return None
-    if sep is not None:
-        return sep
-    return "\t" if path.suffix in (".tsv", ".tab") or path.name.endswith(".tsv.gz") else ","
+    value = {"tab": "\t", "\\t": "\t", "space": " "}.get(sep.lower() if len(sep) > 1 else sep, sep)
+    if len(value) != 1 or value in ('"', "\n", "\r"):
+        raise DataError(
+            f"--sep {sep!r}: expected one character such as ',', ';', '|' or 'tab' (leave it out to have "
+            "the separator sniffed from the file)"
+        )
+    return value
 
 
-def _guard_table(path: Path, sep: str | None, what: str, hint: str) -> None:
+def _stem_suffix(path: Path) -> str:
+    return Path(path.name[: -len(".gz")]).suffix.lower() if path.name.endswith(".gz") else path.suffix.lower()
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() == ".parquet"
+
+
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _sniff_sep(path: Path, default: str, encoding: str) -> str:
+    """The separator under which the first lines of `path` split into the same number (> 1) of
+    fields: the extension's default when it does, else the candidate giving the most fields,
+    else the default (the parser then says where the file breaks)."""
+    try:
+        with _open_bytes(path) as f:
+            head = f.read(_SNIFF_BYTES)
+    except (OSError, EOFError):
+        return default
+    codec, _ = _codec(encoding)
+    text = head.decode(codec, errors="replace")
+    truncated = len(head) == _SNIFF_BYTES
+    escapechar = "\\" if '\\"' in text else None
+    fields: dict[str, int] = {}
+    for sep in SEPARATORS:
+        try:
+            counts = [
+                len(r) for r in csv.reader(io.StringIO(text), delimiter=sep, escapechar=escapechar) if r
+            ]
+        except csv.Error:
+            continue
+        counts = counts[: _SNIFF_ROWS + 1]
+        if truncated and len(counts) > 1 and len(counts) <= _SNIFF_ROWS:
+            counts = counts[:-1]  # the sample may end inside the last record
+        if counts and counts[0] > 1 and all(n == counts[0] for n in counts):
+            fields[sep] = counts[0]
+    if default in fields or not fields:
+        return default
+    return max(fields, key=lambda s: (fields[s], -SEPARATORS.index(s)))
+
+
+@dataclass
+class _Scan:
+    escaped_quote: bool = False
+    utf8_first: tuple[int, int, bytes] | None = None  # line, offset, bytes of the first UTF-8 sequence
+    utf8_bytes: int = 0
+    non_ascii: int = 0
+
+
+def _scan(path: Path, sep: str, count_utf8: bool, chunk: int = 1 << 20) -> _Scan:
+    """One pass over the file's bytes: does a field hold a backslash-escaped quote (`\\"` not
+    followed by the separator, a quote, a line end or the end of the file, which in a standard
+    CSV would close the field in mid-text), and (with `count_utf8`) how many non-ASCII bytes form UTF-8 sequences."""
+    escaped = re.compile(rb'\\"(?![' + re.escape(sep.encode()) + rb'"\r\n]|\Z)')
+    scan = _Scan()
+    carry, done, lines = b"", 0, 0
+    try:
+        with _open_bytes(path) as f:
+            while block := f.read(chunk):
+                buf = carry + block
+                if not scan.escaped_quote and escaped.search(buf):
+                    scan.escaped_quote = True
+                    if not count_utf8:
+                        break
+                if count_utf8:
+                    scan.non_ascii += len(block) - len(block.translate(None, _NON_ASCII))
+                    for m in _UTF8_SEQUENCE.finditer(buf):
+                        if m.end() <= len(carry):
+                            continue  # counted with the previous block
+                        scan.utf8_bytes += m.end() - m.start()
+                        if scan.utf8_first is None:
+                            start = m.start() - len(carry)
+                            line = lines + 1 + block[: max(0, start)].count(b"\n")
+                            scan.utf8_first = (line, done + start, m.group())
+                done += len(block)
+                lines += block.count(b"\n")
+                carry = block[-3:]
+    except (OSError, EOFError):
+        pass  # a corrupt .gz: the reader says so
+    return scan
+
+
+@functools.lru_cache(maxsize=32)
+def _dialect_cached(
+    path: str, resolved: str, size: int, mtime_ns: int, sep: str | None, encoding: str
+) -> Dialect:
+    """`table_dialect`, once per file version (`resolved`, size, mtime) and options."""
+    p = Path(path)
+    default = "\t" if _stem_suffix(p) in (".tsv", ".tab") else ","
+    sniffed = sep is None
+    use = _sniff_sep(p, default, encoding) if sniffed else sep
+    codec, _ = _codec(encoding)
+    single_byte = codec.startswith(_SINGLE_BYTE)
+    scan = _scan(p, use, count_utf8=single_byte)
+    if single_byte and scan.utf8_first is not None:
+        line, offset, seq = scan.utf8_first
+        what = (
+            f"{p}: holds UTF-8 text (line {line}, bytes {seq.hex(' ')} at offset {offset} are "
+            f"{seq.decode('utf-8')!r} in UTF-8, {seq.decode(codec)!r} in {encoding})"
+        )
+        if scan.utf8_bytes >= _MOJIBAKE_SHARE * max(scan.non_ascii, 1):
+            raise DataError(
+                f"{what}; reading it as {encoding} would garble its text: use --encoding utf-8, or "
+                f"{MIXED_ENCODING} if it mixes UTF-8 and {encoding} lines"
+            )
+        log.warning("%s; read as %s all the same (few such bytes)", what, encoding)
+    if sniffed and use != default:
+        log.info("%s: fields separated by %r (sniffed from the first lines)", p, use)
+    if scan.escaped_quote:
+        log.info("%s: fields hold backslash-escaped quotes (\\\"); reading with escape character '\\'", p)
+    return Dialect(use, "\\" if scan.escaped_quote else None, encoding, sniffed)
+
+
+def table_dialect(path: str | Path, sep: str | None = None, encoding: str = "utf-8") -> Dialect | None:
+    """How `read_delimited` reads `path`: None for Parquet; else the separator (`sep`, or
+    sniffed from the first lines among `SEPARATORS`, the extension's default winning when the
+    lines are consistent under it), the escape character (`\\` only when a field holds a
+    backslash-escaped quote that a standard CSV parser would misread, so standard CSVs keep
+    their backslashes), and the encoding. A single-byte encoding (latin-1, cp1252, ...) on a
+    file that holds UTF-8 text is refused: it would decode into mojibake without an error."""
+    p = Path(path)
+    if _is_parquet(p):
+        return None
+    sep = check_sep(sep)
+    _codec(encoding)
+    st = p.stat()
+    return _dialect_cached(str(p), str(p.resolve()), st.st_size, st.st_mtime_ns, sep, encoding)
+
+
+def _guard_table(path: Path, what: str, hint: str) -> None:
     _check_file(path, what, hint)
-    if _table_kind(path, sep) is None:
+    if _is_parquet(path):
         _sniff_binary(path, what, allowed=(b"PAR1",))
     elif path.suffix != ".gz":
         _sniff_binary(path, what)
 
 
-def _read_or_explain(path: Path, what: str, encoding: str, read: Callable[[], Any]) -> Any:
+def _read_or_explain(
+    path: Path, what: str, encoding: str, read: Callable[[], Any], dialect: Dialect | None = None
+) -> Any:
     """Run `read`, turning the errors pandas/pyarrow raise for bad files into DataErrors."""
     try:
         return read()
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: no header row or columns found; expected {what}") from None
     except pd.errors.ParserError as e:
-        raise DataError(f"{path}: cannot parse: {e}") from None
+        how = ""
+        if dialect is not None:
+            found = ", sniffed from the first lines" if dialect.sniffed else ""
+            how = f" (fields separated by {dialect.sep!r}{found}; name the separator with --sep)"
+        raise DataError(f"{path}: cannot parse: {str(e).strip()}{how}") from None
     except UnicodeDecodeError as e:
-        raise _decode_error(path, e, encoding) from None
+        raise _decode_error(path, e, encoding, _ENCODING_HINT) from None
     except DataError:
         raise
     except Exception as e:  # pyarrow, gzip and zlib raise several unrelated types for a bad file
@@ -355,9 +571,9 @@ def read_delimited_header(
 ) -> list[str]:
     """The column names of a CSV/TSV/Parquet file, with `read_delimited`'s checks."""
     path = Path(path)
-    _guard_table(path, sep, what, hint)
-    kind = _table_kind(path, sep)
-    if kind is None:
+    _guard_table(path, what, hint)
+    dialect = table_dialect(path, sep, encoding)
+    if dialect is None:
         import pyarrow.parquet as pq
 
         return _read_or_explain(path, what, encoding, lambda: [str(c) for c in pq.read_schema(path).names])
@@ -365,7 +581,8 @@ def read_delimited_header(
         path,
         what,
         encoding,
-        lambda: [str(c) for c in pd.read_csv(path, sep=kind, nrows=0, encoding=encoding).columns],
+        lambda: [str(c) for c in pd.read_csv(path, nrows=0, **dialect.pandas()).columns],
+        dialect,
     )
 
 
@@ -380,17 +597,18 @@ def read_delimited(
 ) -> pd.DataFrame:
     """CSV/TSV/Parquet by extension, with the file named in any error.
 
-    `id_columns` (file column names, or a test on them) are read as verbatim text where only the
-    empty cell is missing; the other columns get pandas' usual type inference and missing
-    markers. A folder, an empty file, an image or another binary file is refused with a
-    DataError saying it expected `what` (then `hint`).
+    Text files are read as `table_dialect` says (separator given or sniffed, escaped quotes,
+    `encoding`; see there). `id_columns` (file column names, or a test on them) are read as
+    verbatim text where only the empty cell is missing; the other columns get pandas' usual
+    type inference and missing markers. A folder, an empty file, an image or another binary
+    file is refused with a DataError saying it expected `what` (then `hint`).
     """
     path = Path(path)
     header = read_delimited_header(path, sep, what=what, hint=hint, encoding=encoding)
     is_id = id_columns if callable(id_columns) else set(id_columns).__contains__
     ids = [c for c in header if is_id(c)]
-    kind = _table_kind(path, sep)
-    if kind is None:
+    dialect = table_dialect(path, sep, encoding)
+    if dialect is None:
         df = _read_or_explain(path, what, encoding, lambda: pd.read_parquet(path))
         for col in ids:
             df[col] = ids_as_text(df[col], str(path), col)
@@ -401,12 +619,12 @@ def read_delimited(
         encoding,
         lambda: pd.read_csv(
             path,
-            sep=kind,
-            encoding=encoding,
+            **dialect.pandas(),
             dtype={c: str for c in ids},
             keep_default_na=False,
             na_values={c: ([""] if c in ids else _NA_CELLS) for c in header},
         ),
+        dialect,
     )
 
 
@@ -591,17 +809,20 @@ def read_movielens_latest(path: str | Path) -> RawData:
 
 def read_recbole_atomic(path: str | Path) -> RawData:
     """RecBole atomic files (`<name>.inter` / `<name>.item`, header `field:type`), as shipped
-    for MovieLens-100k inside the recbole wheel."""
+    for MovieLens-100k inside the recbole wheel. Read as UTF-8 (RecBole's default encoding;
+    the wheel's ml-100k.item is UTF-8: "Misérables"), with any byte that is not UTF-8 read as
+    latin-1 (`MIXED_ENCODING`), so files saved in latin-1 read right too."""
     d = Path(path)
     inter_file = _find(d, ["*.inter"], "RecBole .inter")
     what = "a RecBole atomic file (tab-separated, header 'name:type')"
-    inter = read_delimited(inter_file, sep="\t", encoding="latin-1", id_columns=_recbole_token, what=what)
+    enc = MIXED_ENCODING
+    inter = read_delimited(inter_file, sep="\t", encoding=enc, id_columns=_recbole_token, what=what)
     inter.columns = [c.split(":")[0] for c in inter.columns]
     items = None
     dropped: dict[str, int] = {}
     item_file = inter_file.with_suffix(".item")
     if item_file.exists():
-        items = read_delimited(item_file, sep="\t", encoding="latin-1", id_columns=_recbole_token, what=what)
+        items = read_delimited(item_file, sep="\t", encoding=enc, id_columns=_recbole_token, what=what)
         items.columns = [c.split(":")[0] for c in items.columns]
         items = items.rename(columns={"movie_title": "title", "class": "genres"})
         items = _item_table(items, str(item_file), dropped)
@@ -714,31 +935,108 @@ def read_table(
     items: str | Path | None = None,
     columns: dict[str, str] | None = None,
     sep: str | None = None,
+    encoding: str = "utf-8",
 ) -> RawData:
     """Any CSV/TSV/Parquet interactions table. `columns` maps our names (user_id, item_id,
     rating, timestamp) to the file's (see `resolve_columns`); the item table needs `item_id` or
-    the interactions' mapped item column name. Id columns are read as verbatim text."""
+    the interactions' mapped item column name. Id columns are read as verbatim text.
+
+    Text files are read with `sep` (default: sniffed per file) and `encoding` (see
+    `table_dialect`); `RawData.read_options` records how each file was read. The time column
+    may hold numbers (Unix time) or ISO 8601 dates (see `parse_times`)."""
     p = Path(interactions)
     mapping = resolve_columns(
-        columns, read_delimited_header(p, sep, what=_INTERACTIONS, hint=_FOLDER_HINT), str(p)
+        columns,
+        read_delimited_header(p, sep, what=_INTERACTIONS, hint=_FOLDER_HINT, encoding=encoding),
+        str(p),
     )
     id_cols = (mapping["user_id"], mapping["item_id"])
-    df = read_delimited(p, sep=sep, id_columns=id_cols, what=_INTERACTIONS, hint=_FOLDER_HINT)
+    df = read_delimited(
+        p, sep=sep, id_columns=id_cols, what=_INTERACTIONS, hint=_FOLDER_HINT, encoding=encoding
+    )
     df = _apply_columns(df, mapping, str(p))
+    if "timestamp" in df.columns:
+        df["timestamp"] = parse_times(df["timestamp"], str(p), mapping["timestamp"])
+    options = {"interactions": _read_options(p, sep, encoding)}
     item_df = None
     dropped: dict[str, int] = {}
     if items is not None:
         ip = Path(items)
         what = "an item table (CSV, TSV or Parquet with a header row: item_id, text columns)"
-        found = read_delimited_header(ip, sep, what=what)
+        found = read_delimited_header(ip, sep, what=what, encoding=encoding)
         item_col = mapping["item_id"] if mapping["item_id"] in found else "item_id"
         if item_col not in found:
             raise DataError(f"{ip}: missing column {mapping['item_id']!r} in the item table (found {found})")
-        item_df = read_delimited(ip, sep=sep, id_columns=(item_col,), what=what)
+        item_df = read_delimited(ip, sep=sep, id_columns=(item_col,), what=what, encoding=encoding)
         if item_col != "item_id" and "item_id" in item_df.columns:
             item_df = item_df.drop(columns="item_id")
         item_df = _item_table(item_df.rename(columns={item_col: "item_id"}), str(ip), dropped)
-    return RawData(str(p), df, item_df, dropped=dropped)
+        options["items"] = _read_options(ip, sep, encoding)
+    return RawData(str(p), df, item_df, dropped=dropped, read_options=options)
+
+
+def _read_options(path: Path, sep: str | None, encoding: str) -> dict[str, Any]:
+    dialect = table_dialect(path, sep, encoding)
+    return {"format": "parquet"} if dialect is None else dialect.as_dict()
+
+
+def parse_times(values: pd.Series, source: str, column: str) -> pd.Series:
+    """A time column as numbers: Unix times are left as they are (`validate_interactions`
+    makes them float); a column of ISO 8601 dates or date-times (`2021-01-01`,
+    `2021-01-01T10:00:00`, `2021-01-01 10:00:00+02:00`) becomes float seconds since 1970-01-01
+    UTC, the unit of the Unix times the other readers give (dates without a zone are taken as
+    UTC). Any other cell is a DataError naming the column (`column`, as the file names it) and
+    the first bad row; empty cells are left missing for `validate_interactions` to report."""
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
+        if pd.api.types.is_datetime64_any_dtype(values.dtype):  # Parquet timestamps
+            utc = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+            return (utc - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        return values
+    present = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().to_numpy()[present].all():
+        return values
+    text = values.astype(object).where(present, None)
+    dates = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = present & dates.isna().to_numpy()
+    if bad.any():
+        row = int(bad.nonzero()[0][0])
+        raise DataError(
+            f"{source}: row {row + 1}: time column {column!r} is {values.iloc[row]!r}; expected a Unix "
+            "timestamp (a number) or an ISO 8601 date such as 2021-01-01 or 2021-01-01T10:00:00, the "
+            "same kind in every row"
+        )
+    return (dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def drop_malformed_ids(df: pd.DataFrame, source: str, dropped: dict[str, int]) -> pd.DataFrame:
+    """Interactions without a usable user or item id (an empty or blank cell, or one holding a
+    line break, tab or other control character: the mark of a broken quote or separator) are
+    dropped, counted under `MALFORMED_ID` in `dropped` and named in a warning (first row). Other
+    ids are kept verbatim."""
+    bad = pd.Series(False, index=df.index)
+    for col in ("user_id", "item_id"):
+        if col not in df.columns:
+            continue
+        v = df[col]
+        text = v.map(lambda x: x if isinstance(x, str) else None)
+        blank = v.isna() | (text.notna() & (text.fillna("").str.strip() == ""))
+        control = text.fillna("").str.contains(r"[\x00-\x1f\x7f]", regex=True)
+        bad |= blank | control
+    n = int(bad.sum())
+    dropped[MALFORMED_ID] = dropped.get(MALFORMED_ID, 0) + n
+    if n:
+        row = int(bad.to_numpy().nonzero()[0][0])
+        first = {c: df[c].iloc[row] for c in ("user_id", "item_id") if c in df.columns}
+        log.warning(
+            "%s: %d interaction(s) with an empty or malformed user/item id dropped (first: row %d, %s)",
+            source,
+            n,
+            row + 1,
+            first,
+        )
+        df = df[~bad.to_numpy()].reset_index(drop=True)
+    return df
 
 
 def read_presplit(path: str | Path, items: str | Path | None = None) -> RawData:
@@ -789,9 +1087,8 @@ def _read_pairs(path: Path) -> pd.DataFrame:
     width = max((len(r) for r in rows), default=2)
     names = ["user_id", "item_id", "rating", "timestamp"][:width]
     df = pd.DataFrame([r + [None] * (width - len(r)) for r in rows], columns=names, dtype=object)
-    for c in ("rating", "timestamp"):
-        if c in df.columns:
-            df[c] = pd.to_numeric(df[c], errors="coerce")
+    if "timestamp" in df.columns:  # ratings stay text: validate_interactions names a bad one
+        df["timestamp"] = parse_times(df["timestamp"], str(path), "timestamp")
     return df
 
 
