@@ -341,3 +341,22 @@ def test_recbole_atomic_files_read_utf8_titles_right(tmp_path):
     )
     titles = dict(zip(*read_recbole_atomic(tmp_path).items[["item_id", "title"]].T.to_numpy()))
     assert titles == {"543": "Mis\u00e9rables, Les", "7": "Caf\u00e9 au Lait"}
+
+
+def test_the_config_dataset_spec_takes_sep_and_encoding(tmp_path):
+    """The YAML `dataset:` section reaches the same reader options as the CLI."""
+    from vlmrec.data.spec import DatasetSpec
+
+    ratings, books = _bx(tmp_path)
+    spec = dict(format="table", interactions=ratings, items=books, columns=BX_MAP)
+    with pytest.raises(DataError, match="not valid utf-8"):
+        DatasetSpec(**spec).prepare()
+    ds = DatasetSpec(**spec, encoding="latin-1", sep=";").prepare()
+    assert ds.info["read_options"]["items"] == {
+        "sep": ";",
+        "sep_sniffed": False,
+        "escapechar": "\\",
+        "encoding": "latin-1",
+    }
+    with pytest.raises(DataError, match="--encoding 'klingon': unknown encoding"):
+        DatasetSpec(**spec, encoding="klingon").prepare()
