@@ -76,6 +76,10 @@ def test_out_pointing_at_a_file(prepared, tmp_path):
     [
         (["--ratios", "a,b,c"], "--ratios 'a,b,c'"),
         (["--seed", "-1"], "--seed"),
+        # checked by the same DatasetSpec as a config's dataset section
+        (["--split", "user"], "--split 'user': Input should be 'random', 'loo', 'temporal' or"),
+        (["--k-core", "-1"], "--k-core -1: Input should be greater than or equal to 0"),
+        (["--ratios", "0.5,0.5"], "--ratios (0.5, 0.5): give three shares train,valid,test"),
     ],
 )
 def test_prepare_bad_options(tmp_path, args, expected):

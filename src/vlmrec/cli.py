@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 
 from vlmrec.errors import ConfigError, VlmrecError
 from vlmrec.serving.index import INDEX_CHOICES
+
+if TYPE_CHECKING:
+    from vlmrec.data.spec import DatasetSpec
 
 app = typer.Typer(
     help="vlmrec: item images and text -> recommender features, measured honestly.",
@@ -141,12 +145,10 @@ def prepare(
 ) -> None:
     """Read a catalogue, clean it, split it, and save a Dataset (Parquet + manifest)."""
     _setup_logging(verbose)
-    from vlmrec.data.prepare import prepare_dataset
-
     try:
         _output_folder(out)
-        ds = prepare_dataset(
-            format,
+        spec = _dataset_spec(
+            format=format,
             path=path,
             interactions=interactions,
             items=items,
@@ -154,15 +156,15 @@ def prepare(
             columns={"user_id": user_col, "item_id": item_col, "rating": rating_col, "timestamp": time_col},
             name=name,
             rating_threshold=rating_threshold,
-            k_core_min=k_core,
+            k_core=k_core,
             split=split,
             ratios=_floats(ratios),
             seed=seed,
             cold_fraction=cold_fraction,
             sep=sep,
             encoding=encoding,
-            out=out,
         )
+        ds = spec.prepare(out)
     except VlmrecError as e:
         _fail(e)
     s = ds.stats()
@@ -182,6 +184,24 @@ def prepare(
     if cold:
         console.print(f"cold items (never in training): {cold:,}")
     _print_cleaning(ds.info)
+
+
+def _dataset_spec(**options: Any) -> DatasetSpec:
+    """The DatasetSpec of `prepare`'s options (the same type as a config's `dataset:`); an invalid
+    value is a ConfigError naming the option."""
+    from pydantic import ValidationError
+
+    from vlmrec.data.spec import DatasetSpec
+
+    try:
+        return DatasetSpec(**options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        option = "--" + field.replace("_", "-") if field else "options"
+        if field == "ratios":
+            raise ConfigError(f"--ratios {options['ratios']}: give three shares train,valid,test") from None
+        raise ConfigError(f"{option} {err.get('input')!r}: {err['msg']}") from None
 
 
 def _print_cleaning(info: dict) -> None:
@@ -276,7 +296,7 @@ def evaluate(
     table = Table("metric", *[f"@{x}" for x in ks])
     wide = res.results.pivot(index="metric", columns="k", values="value")
     for metric, row in wide.iterrows():
-        table.add_row(metric, *[f"{row[x]:.4f}" for x in ks])
+        table.add_row(str(metric), *[f"{row[x]:.4f}" for x in ks])
     console.print(table)
     console.print(f"results: {out / 'results.csv'}")
 
