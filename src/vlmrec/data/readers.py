@@ -339,7 +339,15 @@ MIXED_ENCODING = "utf-8+latin-1"
 """The `encoding` for files that mix UTF-8 and latin-1 lines (Book-Crossing's BX-Books.csv):
 bytes that form valid UTF-8 are read as UTF-8, every other byte as latin-1."""
 _LATIN1_FALLBACK = "vlmrec-latin-1-fallback"
-codecs.register_error(_LATIN1_FALLBACK, lambda e: (e.object[e.start : e.end].decode("latin-1"), e.end))
+
+
+def _latin1_fallback(e: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the undecodable bytes as latin-1 characters."""
+    assert isinstance(e, UnicodeDecodeError)  # registered for decoding only
+    return e.object[e.start : e.end].decode("latin-1"), e.end
+
+
+codecs.register_error(_LATIN1_FALLBACK, _latin1_fallback)
 _SNIFF_BYTES = 1 << 16
 _SNIFF_ROWS = 200
 # Single-byte encodings decode any byte, so a UTF-8 file read with one of them turns into
@@ -497,7 +505,7 @@ def _dialect_cached(
     p = Path(path)
     default = "\t" if _stem_suffix(p) in (".tsv", ".tab") else ","
     sniffed = sep is None
-    use = _sniff_sep(p, default, encoding) if sniffed else sep
+    use = _sniff_sep(p, default, encoding) if sep is None else sep
     codec, _ = _codec(encoding)
     single_byte = codec.startswith(_SINGLE_BYTE)
     scan = _scan(p, use, count_utf8=single_byte)
@@ -1093,7 +1101,7 @@ def _read_pairs(path: Path) -> pd.DataFrame:
 
 
 def _read_lists(path: Path) -> pd.DataFrame:
-    rows = []
+    rows: list[tuple[str, str]] = []
     for lineno, line in _lines(path, what="'user item1 item2 ...' lines"):
         parts = line.split()
         if not parts:
