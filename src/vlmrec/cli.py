@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vlmrec.data.spec import FORMATS
 from vlmrec.errors import ConfigError, VlmrecError
 from vlmrec.serving.index import INDEX_CHOICES
 
@@ -96,7 +97,7 @@ def prepare(
     format: str = typer.Option(
         "table",
         "--format",
-        help="table, presplit, planted, recbole, movielens-100k|1m|latest, amazon-2014|2018|2023",
+        help=f"Reader: {', '.join(FORMATS)} (docs/data.md).",
     ),
     path: Path | None = typer.Option(None, help="File or folder to read (all formats but table)."),
     interactions: Path | None = typer.Option(None, help="Interactions CSV/TSV/Parquet (format table)."),

@@ -14,6 +14,7 @@ from vlmrec.data import readers
 from vlmrec.data.dataset import Dataset, build_dataset
 from vlmrec.data.interactions import drop_duplicates, k_core, to_implicit, validate_interactions
 from vlmrec.data.planted import GENERATED_LABEL, generate_planted
+from vlmrec.data.spec import FORMATS
 from vlmrec.data.splits import split_cold_items, split_interactions
 from vlmrec.errors import ConfigError
 from vlmrec.provenance import code_hash, code_version, path_signature
@@ -40,7 +41,7 @@ READERS: dict[str, Callable[..., readers.RawData]] = {
     "table": readers.read_table,
     "planted": None,  # type: ignore[dict-item]  # generated, see prepare_dataset
 }
-FORMATS = tuple(READERS)
+assert tuple(READERS) == FORMATS, "every Format has a reader"
 
 
 def input_signature(

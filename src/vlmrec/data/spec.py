@@ -9,12 +9,27 @@ once here and in `data.splits`; the CLI lists them from these definitions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.data.splits import SplitMethod
+
+Format = Literal[
+    "amazon-2014",
+    "amazon-2018",
+    "amazon-2023",
+    "movielens-100k",
+    "movielens-1m",
+    "movielens-latest",
+    "recbole",
+    "presplit",
+    "table",
+    "planted",
+]
+"""The readers `vlmrec prepare --format` and a config's `dataset.format` accept (data/readers.py)."""
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 class DatasetSpec(BaseModel):
@@ -27,8 +42,8 @@ class DatasetSpec(BaseModel):
     """dataset name in reports (default: from the reader)"""
     prepared: Path | None = None
     """a folder written by `vlmrec prepare` (then the reader keys are not used)"""
-    format: str | None = None
-    """reader: amazon-2014/2018/2023, movielens-100k/1m/latest, recbole, presplit, table or planted (docs/data.md)"""
+    format: Format | None = None
+    """the reader of the raw files (docs/data.md describes each)"""
     path: Path | None = None
     """the file or folder the reader reads (relative paths start at the config's folder)"""
     interactions: Path | None = None
