@@ -22,6 +22,8 @@ SPLITS = ("train", "valid", "test")
 # 1: ids + splits only (manifests written before `fingerprint_scheme` existed);
 # 2: + item table content + the recorded signature of the inputs (`info["inputs"]`)
 FINGERPRINT_SCHEME = 2
+DATASET_FORMAT = 1
+"""Version of the prepared-folder layout (manifest.json + Parquet files); load refuses newer ones."""
 
 
 @dataclass
@@ -142,6 +144,7 @@ class Dataset:
         )
         self.items.to_parquet(d / "items.parquet", index=False)
         manifest = {
+            "dataset_format": DATASET_FORMAT,
             "name": self.name,
             "fingerprint": self.fingerprint,
             "fingerprint_scheme": self.__dict__.get("_scheme", FINGERPRINT_SCHEME),
@@ -159,10 +162,16 @@ class Dataset:
                 f"{d}: not a prepared dataset (no manifest.json); create one with `vlmrec prepare`"
             )
         manifest = json.loads((d / "manifest.json").read_text())
+        fmt = int(manifest.get("dataset_format", 1))
+        if fmt > DATASET_FORMAT:
+            raise DataError(
+                f"{d}: dataset folder format {fmt} is newer than this vlmrec reads ({DATASET_FORMAT}); "
+                "upgrade vlmrec or prepare the dataset again"
+            )
         users = pd.read_parquet(d / "users.parquet")
         items = pd.read_parquet(d / "items.parquet")
         splits = {s: pd.read_parquet(d / f"{s}.parquet") for s in SPLITS}
-        reserved = ("name", "fingerprint", "fingerprint_scheme", "stats")
+        reserved = ("dataset_format", "name", "fingerprint", "fingerprint_scheme", "stats")
         info = {k: v for k, v in manifest.items() if k not in reserved}
         ds = cls(
             name=manifest["name"],

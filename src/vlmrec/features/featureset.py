@@ -19,6 +19,9 @@ from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
 from vlmrec.provenance import code_version, hash_arrays
 
+FEATURESET_FORMAT = 1
+"""Version of the FeatureSet folder layout (vectors.npy + manifest.json); load refuses newer ones."""
+
 
 def item_ids_hash(item_ids: np.ndarray) -> str:
     return hash_arrays(np.asarray(item_ids, dtype=str))
@@ -119,7 +122,8 @@ class FeatureSet:
         tmp = d / "vectors.tmp.npy"
         np.save(tmp, self.vectors)
         tmp.replace(d / "vectors.npy")
-        (d / "manifest.json").write_text(json.dumps(self.manifest, indent=2, default=str))
+        manifest = {**self.manifest, "featureset_format": FEATURESET_FORMAT}
+        (d / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         return d
 
     @classmethod
@@ -130,6 +134,12 @@ class FeatureSet:
                 f"{d}: not a feature set (expected vectors.npy and manifest.json); create one with `vlmrec extract`"
             )
         manifest = json.loads((d / "manifest.json").read_text())
+        fmt = int(manifest.get("featureset_format", 1))
+        if fmt > FEATURESET_FORMAT:
+            raise DataError(
+                f"{d}: feature set format {fmt} is newer than this vlmrec reads ({FEATURESET_FORMAT}); "
+                "upgrade vlmrec or extract again"
+            )
         manifest.setdefault("name", d.name)
         vectors = np.load(d / "vectors.npy", mmap_mode="r" if mmap else None)
         fs = cls(vectors, manifest)
