@@ -697,9 +697,5 @@ def serve(
         _fail(e)
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    app()
