@@ -176,7 +176,8 @@ def extract(
         initial=n - sum(min(chunk_size, n - c * chunk_size) for c in todo),
         desc=f"extract {extractor.name}",
         unit="item",
-        disable=None if progress else True,
+        disable=None if progress else True,  # None: off when stderr is not a TTY (log file, pipe)
+        mininterval=1.0,
     )
     t0 = time.perf_counter()
     for count, c in enumerate(todo):

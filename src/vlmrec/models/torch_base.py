@@ -114,7 +114,12 @@ class TorchRecommender(FactorModel):
         self.epoch_seconds_: list[float] = []  # training time per epoch, validation excluded
         self.lr_history_: list[float] = []  # learning rate used in each epoch
         best, best_state, bad_rounds = -math.inf, None, 0
-        bar = tqdm(range(self.epochs), desc=self.name, unit="epoch", leave=False, disable=None)
+        # progress only on a terminal: disable=None turns the bar off when stderr is not a TTY
+        # (a log file, a pipe); at most one refresh a second, so a terminal that keeps every
+        # refresh (a recorded session) gets a few lines per cell, not one per epoch
+        bar = tqdm(
+            range(self.epochs), desc=self.name, unit="epoch", leave=False, disable=None, mininterval=1.0
+        )
         for epoch in bar:
             self.net.train()
             t_epoch = time.perf_counter()
@@ -147,7 +152,7 @@ class TorchRecommender(FactorModel):
                     if bad_rounds >= self.patience:
                         log.info("%s: early stop at epoch %d (best valid %.4f)", self.name, epoch + 1, best)
                         break
-            bar.set_postfix(postfix)
+            bar.set_postfix(postfix, refresh=False)  # shown at the next (throttled) refresh
             log.debug("%s epoch %d %s", self.name, epoch + 1, postfix)
         if best_state is not None:
             self.net.load_state_dict(best_state)
