@@ -360,3 +360,13 @@ def test_the_config_dataset_spec_takes_sep_and_encoding(tmp_path):
     }
     with pytest.raises(DataError, match="--encoding 'klingon': unknown encoding"):
         DatasetSpec(**spec, encoding="klingon").prepare()
+
+
+def test_errors_name_the_files_row_after_rows_with_bad_ids_were_dropped(tmp_path):
+    f = tmp_path / "rows.csv"
+    f.write_text("user_id,item_id,rating\n,a,1\nu1,b,2\nu2,c,abc\n")  # data row 3 is the bad one
+    result = CliRunner().invoke(
+        app, ["prepare", "--format", "table", "--interactions", str(f), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert "row 3: 'rating' is 'abc'" in result.output.replace("\n", "")

@@ -184,7 +184,7 @@ def test_cli_serve_refuses_bad_options_with_one_line(tmp_path, args, expected):
 
     from vlmrec.cli import app
 
-    if args:  # a real dataset, so only the bad option can be what is refused
+    if args:  # options are checked before anything is loaded: the folders need not exist
         args = ["--dataset", str(tmp_path / "ds"), "--features", str(tmp_path / "feat"), *args]
     result = CliRunner().invoke(app, ["serve", *args])
     assert result.exit_code == 2, result.output

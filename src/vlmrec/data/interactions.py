@@ -76,12 +76,19 @@ def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
             f"(found {list(df.columns)}). Use --user-col/--item-col to map your column names."
         )
     out = df.copy()
+    labels = df.index.to_numpy()
+
+    def row_of(position: int) -> int:
+        """The 1-based data row in the file: the index keeps it when rows were dropped before."""
+        label = labels[position]
+        return int(label) + 1 if isinstance(label, (int, np.integer)) else position + 1
+
     for col in REQUIRED:
         ids = ids_as_text(out[col], source, col)
         empty = (ids.isna() | (ids == "")).to_numpy()
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{source}: row {row + 1}: empty {col!r}; every interaction needs one")
+            raise DataError(f"{source}: row {row_of(row)}: empty {col!r}; every interaction needs one")
         out[col] = ids.astype(str)
     for col in ("rating", "timestamp"):
         if col not in out.columns:
@@ -90,11 +97,13 @@ def validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = values.isna() & out[col].notna()
         if bad.any() or values.isna().any():
             row = int(np.flatnonzero((bad | values.isna()).to_numpy())[0])
-            raise DataError(f"{source}: row {row + 1}: {col!r} is {out[col].iloc[row]!r}; expected a number")
+            raise DataError(
+                f"{source}: row {row_of(row)}: {col!r} is {out[col].iloc[row]!r}; expected a number"
+            )
         if col == "rating" and (values < 0).any():
             row = int(np.flatnonzero((values < 0).to_numpy())[0])
             raise DataError(
-                f"{source}: row {row + 1}: rating {values.iloc[row]} is negative; ratings must be >= 0"
+                f"{source}: row {row_of(row)}: rating {values.iloc[row]} is negative; ratings must be >= 0"
             )
         out[col] = values.astype("float64")
     if out.empty:

@@ -1043,7 +1043,8 @@ def drop_malformed_ids(df: pd.DataFrame, source: str, dropped: dict[str, int]) -
             row + 1,
             first,
         )
-        df = df[~bad.to_numpy()].reset_index(drop=True)
+        # the index keeps the file's row positions, so later errors name the right row
+        df = df[~bad.to_numpy()]
     return df
 
 

@@ -45,9 +45,9 @@ class DatasetSpec(BaseModel):
     format: Format | None = None
     """the reader of the raw files (docs/data.md describes each)"""
     path: Path | None = None
-    """the file or folder the reader reads (relative paths start at the config's folder)"""
+    """the file or folder the reader reads (a relative path is taken from the working directory)"""
     interactions: Path | None = None
-    """format table: the interactions file (CSV, TSV, JSON lines or Parquet)"""
+    """format table: the interactions file (CSV, TSV or Parquet)"""
     items: Path | None = None
     """format table: the items file (item id, text fields, optional image path)"""
     images: Path | None = None

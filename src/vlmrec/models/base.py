@@ -100,8 +100,13 @@ def param_spec(cls: type[Recommender]) -> type[pydantic.BaseModel]:
         kind = hints.get(name, Any)
         if name == "device":
             kind = Annotated[str, pydantic.AfterValidator(_check_device)]
-        meaning = describe_param(cls.name, name) or None
-        fields[name] = (kind, pydantic.Field(default, description=meaning, **PARAM_BOUNDS.get(name, {})))
+        # a model's own Annotated[..., Field(...)] (ranges, description) wins over the shared tables
+        own = typing.get_origin(kind) is Annotated
+        extra: dict[str, Any] = {} if own else dict(PARAM_BOUNDS.get(name, {}))
+        meaning = describe_param(cls.name, name)
+        if meaning:
+            extra["description"] = meaning
+        fields[name] = (kind, pydantic.Field(default, **extra))
     return pydantic.create_model(
         f"{cls.__name__}Params", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )

@@ -30,9 +30,11 @@ interactions.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 from scipy.linalg import lapack
 
 from vlmrec.data.dataset import Dataset
@@ -103,7 +105,9 @@ class EASE(Recommender):
     item (a score of 0 would rank it above warm items with negative scores).
     """
 
-    def __init__(self, reg: float = 500.0, max_items: int = 30000) -> None:
+    def __init__(
+        self, reg: Annotated[float, Field(gt=0)] = 500.0, max_items: Annotated[int, Field(ge=1)] = 30000
+    ) -> None:
         if not reg > 0:
             raise ModelError(f"ease: reg (lambda) must be > 0, got {reg}")
         if max_items < 1:
