@@ -27,9 +27,9 @@ def main() -> None:
     import ray
 
     from vlmrec.data import prepare_dataset
+    from vlmrec.features.engines.ray import extract_ray
     from vlmrec.features.extraction import extract
-    from vlmrec.features.extractors import build_extractor
-    from vlmrec.features.ray_engine import extract_ray
+    from vlmrec.features.registry import build_extractor
     from vlmrec.provenance import set_threads
 
     with tempfile.TemporaryDirectory() as d:

@@ -26,7 +26,7 @@ sys.path.insert(0, sys.argv[6])
 from vlmrec.provenance import set_threads
 set_threads(int(sys.argv[5]))
 from vlmrec.data import Dataset
-from vlmrec.features.extractors import build_extractor
+from vlmrec.features.registry import build_extractor
 from vlmrec.features.extraction import extract
 ds_dir, name, batch, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ds = Dataset.load(ds_dir)

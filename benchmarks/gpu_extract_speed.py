@@ -18,9 +18,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from vlmrec.data import prepare_dataset  # noqa: E402
+from vlmrec.features.encoders.image import (
+    EfficientNetLite0,  # noqa: E402
+    ImageExtractor,  # noqa: E402
+)
 from vlmrec.features.extraction import extract  # noqa: E402
-from vlmrec.features.extractors import ImageExtractor  # noqa: E402
-from vlmrec.features.image import EfficientNetLite0  # noqa: E402
 
 
 def main() -> None:

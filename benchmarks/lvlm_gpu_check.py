@@ -20,8 +20,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.tiny_lvlm import build_tiny_idefics3, build_tiny_llava, build_tiny_qwen2vl  # noqa: E402
-from vlmrec.features.lvlm import LVLM  # noqa: E402
-from vlmrec.features.prompts import BUILTIN  # noqa: E402
+from vlmrec.features.lvlm.model import LVLM  # noqa: E402
+from vlmrec.features.lvlm.prompts import BUILTIN  # noqa: E402
 
 
 def main() -> None:

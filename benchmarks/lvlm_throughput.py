@@ -56,9 +56,9 @@ from tests.tiny_lvlm import (  # noqa: E402
     build_qwen2vl,
     build_tiny_qwen2vl,
 )
-from vlmrec.features.lvlm import LVLM, BatchChoice, GenerationOptions  # noqa: E402
-from vlmrec.features.lvlm_extractors import LVLMDescriber  # noqa: E402
-from vlmrec.features.prompts import BUILTIN, load_template  # noqa: E402
+from vlmrec.features.lvlm.extractors import LVLMDescriber  # noqa: E402
+from vlmrec.features.lvlm.model import LVLM, BatchChoice, GenerationOptions  # noqa: E402
+from vlmrec.features.lvlm.prompts import BUILTIN, load_template  # noqa: E402
 
 # ---- published configs ------------------------------------------------------------------------
 # Qwen/Qwen2-VL-2B-Instruct config.json (token ids are set from the locally trained tokenizer; the

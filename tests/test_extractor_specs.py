@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from vlmrec.cli import app
 from vlmrec.data import prepare_dataset
 from vlmrec.errors import ConfigError
-from vlmrec.features.describer import LabelOCRDescriber
+from vlmrec.features.encoders.describer import LabelOCRDescriber
+from vlmrec.features.encoders.image import EfficientNetLite0
+from vlmrec.features.encoders.text import SentenceEncoder
 from vlmrec.features.extraction import extract
-from vlmrec.features.extractors import build_extractor
-from vlmrec.features.image import EfficientNetLite0
-from vlmrec.features.text import SentenceEncoder
+from vlmrec.features.registry import build_extractor
 
 N_ITEMS = 12
 runner = CliRunner()
@@ -200,7 +200,7 @@ def test_bad_options_refused_by_cli_with_one_error_line(calls, planted, tmp_path
 
 
 def test_describe_takes_generation_options(planted, tmp_path, monkeypatch):
-    from vlmrec.features import lvlm_extractors
+    from vlmrec.features.lvlm import extractors as lvlm_extractors
 
     _, ds_dir = planted
     seen = {}
@@ -258,8 +258,8 @@ def test_extract_batch_size_defaults_to_the_extractors_own(planted, tmp_path, mo
     ],
 )
 def test_fuse_and_control_choices_checked_first(args, expected):
-    from vlmrec.features.controls import CONTROL_KINDS
-    from vlmrec.features.fusion import FUSION_METHODS
+    from vlmrec.features.combine.controls import CONTROL_KINDS
+    from vlmrec.features.combine.fusion import FUSION_METHODS
 
     code, out = _invoke(*args)
     msg = _one_error(code, out)
@@ -348,7 +348,7 @@ def test_extract_fits_the_extractor_on_the_item_table_before_any_chunk(planted, 
 
 def test_lvlm_attributes_is_a_fitted_extractor_not_a_special_case():
     from vlmrec.features.extraction import Extractor
-    from vlmrec.features.lvlm_extractors import LVLMAttributeExtractor
+    from vlmrec.features.lvlm.extractors import LVLMAttributeExtractor
 
     assert issubclass(LVLMAttributeExtractor, Extractor)
     assert LVLMAttributeExtractor.fit is not Extractor.fit and not hasattr(
@@ -363,11 +363,11 @@ def test_lvlm_attributes_is_a_fitted_extractor_not_a_special_case():
 def test_lvlm_extractors_import_without_the_registry():
     code = (
         "import sys\n"
-        "import vlmrec.features.lvlm_extractors\n"
-        "loaded = [m for m in ('vlmrec.features.registry', 'vlmrec.features.extractors') if m in sys.modules]\n"
+        "import vlmrec.features.lvlm.extractors\n"
+        "loaded = [m for m in ('vlmrec.features.registry',) if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "import vlmrec.features.registry as r\n"
-        "assert r.EXTRACTORS['lvlm-embed'].options.__module__ == 'vlmrec.features.lvlm_extractors'\n"
+        "assert r.EXTRACTORS['lvlm-embed'].options.__module__ == 'vlmrec.features.lvlm.extractors'\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -376,25 +376,32 @@ def test_lvlm_extractors_import_without_the_registry():
 def _feature_imports() -> dict[str, set[str]]:
     """vlmrec.features module -> the vlmrec.features modules it imports (function-level included)."""
     root = Path(__file__).resolve().parents[1] / "src" / "vlmrec" / "features"
-    names = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+    files = {
+        ".".join(p.relative_to(root).with_suffix("").parts): p
+        for p in root.rglob("*.py")
+        if p.stem != "__init__"
+    }
+    names = set(files)
     graph: dict[str, set[str]] = {}
-    for name in names:
+    for name, path in files.items():
         deps = set()
-        for node in ast.walk(ast.parse((root / f"{name}.py").read_text())):
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
                 continue
-            deps |= {t.rsplit(".", 1)[1] for t in targets if t.startswith("vlmrec.features.")} & names
+            deps |= {
+                t.removeprefix("vlmrec.features.") for t in targets if t.startswith("vlmrec.features.")
+            } & names
         graph[name] = deps - {name}
     return graph
 
 
 def test_no_import_cycle_among_feature_modules():
     graph = _feature_imports()
-    assert "registry" not in graph["lvlm_extractors"] and "extractors" not in graph["lvlm_extractors"]
+    assert "registry" not in graph["lvlm.extractors"]
     state: dict[str, int] = {}
 
     def visit(node: str, path: list[str]) -> None:

@@ -10,32 +10,32 @@ from PIL import Image, ImageDraw, ImageFont
 from vlmrec.data import Dataset, prepare_dataset
 from vlmrec.data.dataset import build_dataset
 from vlmrec.errors import DataError
-from vlmrec.features.controls import make_control
-from vlmrec.features.describer import DescribedTextExtractor
+from vlmrec.features.combine.controls import make_control
+from vlmrec.features.combine.fusion import fuse
+from vlmrec.features.encoders.describer import DescribedTextExtractor
+from vlmrec.features.encoders.image import ImageExtractor
+from vlmrec.features.encoders.text import TextExtractor
 from vlmrec.features.extraction import Extractor, extract
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.features.fusion import fuse
-from vlmrec.features.image import ImageExtractor
-from vlmrec.features.text import TextExtractor
 
 
 @pytest.fixture(scope="session")
 def text_encoder():
-    from vlmrec.features.text import SentenceEncoder
+    from vlmrec.features.encoders.text import SentenceEncoder
 
     return SentenceEncoder("minilm", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def effnet():
-    from vlmrec.features.image import EfficientNetLite0
+    from vlmrec.features.encoders.image import EfficientNetLite0
 
     return EfficientNetLite0("cpu")
 
 
 @pytest.fixture(scope="session")
 def describer(effnet):
-    from vlmrec.features.describer import LabelOCRDescriber
+    from vlmrec.features.encoders.describer import LabelOCRDescriber
 
     return LabelOCRDescriber(classifier=effnet)
 
@@ -319,8 +319,8 @@ def test_paper_profile_models_load_offline():
     fetched once into the cache (no model hub)."""
     from skimage import data
 
-    from vlmrec.features.image import InceptionPool
-    from vlmrec.features.text import SentenceEncoder
+    from vlmrec.features.encoders.image import InceptionPool
+    from vlmrec.features.encoders.text import SentenceEncoder
 
     inception = InceptionPool("cpu")
     v = inception.encode(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vlmrec.errors import ConfigError
+from vlmrec.features.combine.fusion import fuse
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.features.fusion import fuse
 
 
 def _fs(x: np.ndarray, name: str, failed: list[int] | None = None) -> FeatureSet:

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from vlmrec.errors import ConfigError, ModelError
-from vlmrec.features.attributes import AttributeEncoder, normalise_keyword
-from vlmrec.features.lvlm import (
+from vlmrec.features.encoders.attributes import AttributeEncoder, normalise_keyword
+from vlmrec.features.lvlm.model import (
     LVLM,
     MAX_BATCH,
     BatchChoice,
@@ -22,7 +22,7 @@ from vlmrec.features.lvlm import (
     pool,
     select_layer,
 )
-from vlmrec.features.prompts import BUILTIN, load_template, parse_fitb
+from vlmrec.features.lvlm.prompts import BUILTIN, load_template, parse_fitb
 
 from .tiny_lvlm import TEXT_LAYERS, TINY_BUILDERS, build_tiny_qwen2vl
 
@@ -132,7 +132,7 @@ def test_vllm_backend_absent_is_explained(tiny_models):
         pytest.skip("vLLM is installed here; the GPU check covers it")
     except ImportError:
         pass
-    from vlmrec.features.lvlm_extractors import build_lvlm_describe
+    from vlmrec.features.lvlm.extractors import build_lvlm_describe
 
     with pytest.raises(ModelError, match="pip install vllm"):
         build_lvlm_describe(str(tiny_models["llava"]), "/tmp/x", prompt="free", backend="vllm")
@@ -237,7 +237,7 @@ def test_attribute_one_hot_top_k_other_and_clustering():
 
 def test_describe_catalogue_caches_resumes_and_records_parse_failures(tiny_models, tmp_path, monkeypatch):
     from vlmrec.data import prepare_dataset
-    from vlmrec.features.lvlm_extractors import describe_catalogue
+    from vlmrec.features.lvlm.extractors import describe_catalogue
     from vlmrec.models import create_model
 
     ds = prepare_dataset(
@@ -595,7 +595,7 @@ class FakeTextEncoder:
 
 
 def test_factories_honour_batch_size_and_record_options(tiny_models, tmp_path):
-    from vlmrec.features.extractors import build_extractor
+    from vlmrec.features.registry import build_extractor
 
     model = str(tiny_models["llava"])
     emb = build_extractor("lvlm-embed", tmp_path / "e", model=model, batch_size=3, fields=None, items=None)

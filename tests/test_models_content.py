@@ -6,7 +6,7 @@ import pytest
 
 from vlmrec.errors import ModelError
 from vlmrec.evaluation import Evaluator
-from vlmrec.features.controls import make_control
+from vlmrec.features.combine.controls import make_control
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.models import create_model
 from vlmrec.models.graph import cosine_knn, knn_normalised

@@ -6,9 +6,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from vlmrec.data import prepare_dataset  # noqa: E402
+from vlmrec.features.engines.ray import CRASH_ENV, extract_ray  # noqa: E402
 from vlmrec.features.extraction import extract  # noqa: E402
-from vlmrec.features.extractors import build_extractor  # noqa: E402
-from vlmrec.features.ray_engine import CRASH_ENV, extract_ray  # noqa: E402
+from vlmrec.features.registry import build_extractor  # noqa: E402
 
 
 @pytest.fixture(scope="module")

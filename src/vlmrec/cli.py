@@ -391,7 +391,7 @@ def extract(
         out = _output_folder(out or dataset / "features" / extractor)
         ds = Dataset.load(dataset)
         if engine == "ray":
-            from vlmrec.features.ray_engine import extract_ray
+            from vlmrec.features.engines.ray import extract_ray
 
             fs = extract_ray(
                 dataset,
@@ -450,8 +450,8 @@ def describe(
     fill-in-the-blank prompts, the one-hot attribute FeatureSet."""
     _setup_logging(verbose)
     from vlmrec.data.dataset import Dataset
-    from vlmrec.features.lvlm import GenerationOptions
-    from vlmrec.features.lvlm_extractors import LVLMDescribeOptions, describe_catalogue
+    from vlmrec.features.lvlm.extractors import LVLMDescribeOptions, describe_catalogue
+    from vlmrec.features.lvlm.model import GenerationOptions
     from vlmrec.features.registry import parse_assignments
 
     out = out or dataset / "descriptions" / Path(prompt).stem
@@ -494,9 +494,9 @@ def fuse(
 ) -> None:
     """Fuse several FeatureSets into one."""
     from vlmrec.data.dataset import Dataset
+    from vlmrec.features.combine.fusion import FUSION_METHODS
+    from vlmrec.features.combine.fusion import fuse as run_fuse
     from vlmrec.features.featureset import FeatureSet
-    from vlmrec.features.fusion import FUSION_METHODS
-    from vlmrec.features.fusion import fuse as run_fuse
 
     try:
         if method not in FUSION_METHODS:
@@ -521,7 +521,7 @@ def control(
     out: Path = typer.Option(..., help="Output FeatureSet folder."),
 ) -> None:
     """Write a content-control twin of a FeatureSet (shuffled rows, matched Gaussian, zeros)."""
-    from vlmrec.features.controls import CONTROL_KINDS, make_control
+    from vlmrec.features.combine.controls import CONTROL_KINDS, make_control
     from vlmrec.features.featureset import FeatureSet
 
     try:

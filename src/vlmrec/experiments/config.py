@@ -13,9 +13,9 @@ from vlmrec.data.spec import DatasetSpec
 from vlmrec.errors import ConfigError
 from vlmrec.evaluation.metrics import METRICS
 from vlmrec.evaluation.segments import BEYOND_METRICS, SegmentGroup
-from vlmrec.features.controls import ControlKind
+from vlmrec.features.combine.controls import ControlKind
+from vlmrec.features.combine.fusion import FusionMethod
 from vlmrec.features.extraction import MissingPolicy
-from vlmrec.features.fusion import FusionMethod
 
 ALL_METRICS = METRICS + BEYOND_METRICS
 

@@ -28,9 +28,9 @@ from vlmrec.evaluation.segments import segment_info
 from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
 from vlmrec.experiments.cell import run_cell
 from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
-from vlmrec.features.controls import make_control
+from vlmrec.features.combine.controls import make_control
+from vlmrec.features.combine.fusion import fuse
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.features.fusion import fuse
 from vlmrec.models import MODELS
 from vlmrec.provenance import code_hash, code_version, hash_arrays, hash_text, set_threads
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 # the code a cell's numbers depend on: a change to it re-runs the cell instead of reusing it
-CELL_CODE = ("models", "evaluation", "features/controls.py", "experiments/cell.py", "data/dataset.py")
+CELL_CODE = ("models", "evaluation", "features/combine/controls.py", "experiments/cell.py", "data/dataset.py")
 
 
 def _key(obj: Any) -> str:
@@ -98,7 +98,7 @@ class Runner:
 
     def features(self, ds: Dataset) -> dict[str, FeatureSet]:
         from vlmrec.features.extraction import extract
-        from vlmrec.features.extractors import build_extractor
+        from vlmrec.features.registry import build_extractor
 
         out: dict[str, FeatureSet] = {}
         for f in self.cfg.features:

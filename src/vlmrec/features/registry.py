@@ -25,11 +25,9 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic_core import PydanticUndefined
 
 from vlmrec.errors import ConfigError
-from vlmrec.features import lvlm_extractors as lvlm
-from vlmrec.features.attributes import MultiHotExtractor, OneHotOptions
-from vlmrec.features.describer import DescribedTextExtractor, DescribeOCROptions, LabelOCRDescriber
-from vlmrec.features.extraction import Choices, Extractor, ExtractorOptions
-from vlmrec.features.image import (
+from vlmrec.features.encoders.attributes import MultiHotExtractor, OneHotOptions
+from vlmrec.features.encoders.describer import DescribedTextExtractor, DescribeOCROptions, LabelOCRDescriber
+from vlmrec.features.encoders.image import (
     EfficientNetLite0,
     HFImageModel,
     ImageExtractor,
@@ -37,7 +35,9 @@ from vlmrec.features.image import (
     ImageOptions,
     InceptionPool,
 )
-from vlmrec.features.text import SentenceEncoder, TextExtractor, TextMpnetOptions, TextOptions
+from vlmrec.features.encoders.text import SentenceEncoder, TextExtractor, TextMpnetOptions, TextOptions
+from vlmrec.features.extraction import Choices, Extractor, ExtractorOptions
+from vlmrec.features.lvlm import extractors as lvlm
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def text_encoder_for(fs: FeatureSet | None) -> Encoder | None:
     """On-the-fly extraction for POST /items with text, when the set came from a text extractor."""
     if fs is None or fs.manifest.get("extractor") not in ("text", "text-mpnet"):
         return None
-    from vlmrec.features.text import SentenceEncoder
+    from vlmrec.features.encoders.text import SentenceEncoder
 
     cache: dict = {}
 

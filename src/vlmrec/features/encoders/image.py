@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
 from vlmrec.errors import ModelError
-from vlmrec.features import weights
+from vlmrec.features.encoders import weights
 from vlmrec.features.extraction import Extractor, ExtractorOptions
 
 log = logging.getLogger(__name__)

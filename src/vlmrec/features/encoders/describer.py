@@ -18,9 +18,9 @@ from pydantic import Field
 
 from vlmrec.errors import ModelError
 from vlmrec.features.cache import JsonlCache
+from vlmrec.features.encoders.image import EfficientNetLite0, ImageLoadError, load_image
+from vlmrec.features.encoders.text import SentenceEncoder
 from vlmrec.features.extraction import Extractor, ExtractorOptions
-from vlmrec.features.image import EfficientNetLite0, ImageLoadError, load_image
-from vlmrec.features.text import SentenceEncoder
 from vlmrec.provenance import hash_text
 
 log = logging.getLogger(__name__)

@@ -17,14 +17,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidati
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError
-from vlmrec.features.attributes import AttributeEncoder
-from vlmrec.features.describer import DescribedTextExtractor
+from vlmrec.features.encoders.attributes import AttributeEncoder
+from vlmrec.features.encoders.describer import DescribedTextExtractor
+from vlmrec.features.encoders.image import ImageLoadError, load_image
+from vlmrec.features.encoders.text import SentenceEncoder
 from vlmrec.features.extraction import Choices, Extractor, ExtractorOptions, extract
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.features.image import ImageLoadError, load_image
-from vlmrec.features.lvlm import LVLM, POOLINGS, GenerationOptions, VLLMGenerator, resolve_layers
-from vlmrec.features.prompts import PromptTemplate, load_template, parse_fitb
-from vlmrec.features.text import SentenceEncoder
+from vlmrec.features.lvlm.model import LVLM, POOLINGS, GenerationOptions, VLLMGenerator, resolve_layers
+from vlmrec.features.lvlm.prompts import PromptTemplate, load_template, parse_fitb
 
 log = logging.getLogger(__name__)
 
