@@ -570,7 +570,8 @@ def _run_and_show(cfg, report_after: bool = True):
     )
 
     output = run_experiment(
-        cfg, on_event=lambda msg: console.print(f"[dim]{escape(cfg.name)}[/] {escape(msg)}")
+        cfg,
+        on_event=lambda msg: console.print(f"[dim]{escape(cfg.name)}[/] {escape(msg)}", soft_wrap=True),
     )
     console.print(
         f"[bold]{escape(cfg.name)}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "

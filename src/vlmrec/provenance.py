@@ -29,9 +29,18 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 def set_threads(n: int) -> None:
-    """Pin torch and BLAS threads. An unpinned BLAS on 2 cores costs an order of magnitude."""
+    """Pin torch and BLAS threads. An unpinned BLAS on 2 cores costs an order of magnitude.
+
+    The environment variables only reach a BLAS loaded later (worker processes); the BLAS that
+    numpy has already loaded is limited through threadpoolctl."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(n))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - installed with scikit-learn (sentence-transformers)
+        pass
     import torch
 
     torch.set_num_threads(n)
