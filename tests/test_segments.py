@@ -9,6 +9,7 @@ import pytest
 
 from vlmrec.data.dataset import build_dataset
 from vlmrec.data.splits import split_cold_items, split_interactions
+from vlmrec.errors import ConfigError
 from vlmrec.evaluation.evaluator import Evaluator
 from vlmrec.evaluation.segments import item_segments, popularity_thresholds, segment_info
 
@@ -209,9 +210,9 @@ def test_default_evaluation_is_unchanged_apart_from_the_segment_column():
 
 def test_unknown_segment_group_and_metric_are_refused():
     ds = _hand_dataset()
-    with pytest.raises(ValueError, match="segment group"):
+    with pytest.raises(ConfigError, match="segment group"):
         Evaluator(ds, "test", segments=["popular"])
-    with pytest.raises(ValueError, match="unknown metric"):
+    with pytest.raises(ConfigError, match="unknown metric"):
         Evaluator(ds, "test", metrics=["novel"])
 
 

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from vlmrec.data.dataset import Dataset
+from vlmrec.errors import ConfigError
 from vlmrec.evaluation.metrics import METRICS, ranking_metrics
 from vlmrec.evaluation.segments import (
     BEYOND_METRICS,
@@ -97,10 +98,10 @@ class Evaluator:
     ):
         unknown = [m for m in metrics if m not in METRICS + BEYOND_METRICS]
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {METRICS + BEYOND_METRICS}")
+            raise ConfigError(f"unknown metric(s) {unknown}; choose from {METRICS + BEYOND_METRICS}")
         bad = [g for g in segments if g not in SEGMENT_GROUPS]
         if bad:
-            raise ValueError(f"unknown segment group(s) {bad}; choose from {SEGMENT_GROUPS}")
+            raise ConfigError(f"unknown segment group(s) {bad}; choose from {SEGMENT_GROUPS}")
         self.dataset = dataset
         self.split = split
         self.ks = sorted(set(int(k) for k in ks))

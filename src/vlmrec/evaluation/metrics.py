@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlmrec.errors import ConfigError
+
 METRICS = ("recall", "ndcg", "precision", "hitrate", "mrr", "map")
 
 
@@ -29,7 +31,7 @@ def ranking_metrics(
     out: dict[tuple[str, int], np.ndarray] = {}
     for k in ks:
         if k > max_k:
-            raise ValueError(f"k={k} exceeds the {max_k} ranked items")
+            raise ConfigError(f"k={k} exceeds the {max_k} ranked items")
         h = hits[:, :k]
         n_hit = cum_hits[:, k - 1]
         for m in metrics:
@@ -49,6 +51,6 @@ def ranking_metrics(
                 prec_at = cum_hits[:, :k] / np.arange(1, k + 1)
                 v = (prec_at * h).sum(1) / np.minimum(n_rel, k)
             else:
-                raise ValueError(f"unknown metric {m!r}; choose from {METRICS}")
+                raise ConfigError(f"unknown metric {m!r}; choose from {METRICS}")
             out[(m, k)] = v
     return out

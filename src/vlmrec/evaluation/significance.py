@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from vlmrec.errors import ConfigError, DataError
+
 
 def paired_test(a: np.ndarray, b: np.ndarray, method: str = "wilcoxon") -> float:
     """Two-sided p-value that paired per-user values a and b differ."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape:
-        raise ValueError("paired samples must have the same shape (same users, same order)")
+        raise DataError("paired samples must have the same shape (same users, same order)")
     diff = a - b
     if not np.any(diff):
         return 1.0
@@ -18,7 +20,7 @@ def paired_test(a: np.ndarray, b: np.ndarray, method: str = "wilcoxon") -> float
         return float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
     if method == "ttest":
         return float(stats.ttest_rel(a, b).pvalue)
-    raise ValueError(f"unknown test {method!r}; choose 'wilcoxon' or 'ttest'")
+    raise ConfigError(f"unknown test {method!r}; choose 'wilcoxon' or 'ttest'")
 
 
 def bootstrap_ci(

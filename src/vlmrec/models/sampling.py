@@ -7,6 +7,8 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from vlmrec.errors import ConfigError
+
 NegativePool = Literal["train", "all"]
 """Where negatives come from: `train` = items with at least one training interaction (MMRec,
 Cornac, the LATTICE/FREEDOM/BM3 code); `all` = the whole catalogue, cold items included."""
@@ -18,7 +20,7 @@ def negative_pool(train: sp.csr_matrix, pool: NegativePool) -> np.ndarray:
         return np.arange(train.shape[1], dtype=np.int64)
     if pool == "train":
         return np.flatnonzero(np.diff(train.tocsc().indptr) > 0).astype(np.int64)
-    raise ValueError(f"negatives: unknown pool {pool!r}; choose 'train' or 'all'")
+    raise ConfigError(f"negatives: unknown pool {pool!r}; choose 'train' or 'all'")
 
 
 def sample_triples(
