@@ -370,3 +370,19 @@ def test_errors_name_the_files_row_after_rows_with_bad_ids_were_dropped(tmp_path
     )
     assert result.exit_code == 2
     assert "row 3: 'rating' is 'abc'" in result.output.replace("\n", "")
+
+
+def test_compact_dates_in_the_time_column_are_flagged(caplog):
+    import logging
+
+    from vlmrec.data.readers import parse_times
+
+    compact = pd.Series([20210101, 20210315, 20191231])
+    with caplog.at_level(logging.WARNING, logger="vlmrec.data.readers"):
+        assert parse_times(compact, "f.csv", "ts").tolist() == compact.tolist()  # order kept, as is
+    assert "look like compact dates (e.g. 20210101)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vlmrec.data.readers"):
+        parse_times(pd.Series([1609459200, 1615766400]), "f.csv", "ts")  # real Unix seconds
+        parse_times(pd.Series(["20211301", "20210101"]), "f.csv", "ts")  # month 13: not dates
+    assert "compact dates" not in caplog.text

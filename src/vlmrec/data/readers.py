@@ -999,10 +999,12 @@ def parse_times(values: pd.Series, source: str, column: str) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(values.dtype):  # Parquet timestamps
             utc = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
             return (utc - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        _warn_if_compact_dates(values, source, column)
         return values
     present = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().to_numpy()[present].all():
+        _warn_if_compact_dates(numbers, source, column)
         return values
     text = values.astype(object).where(present, None)
     dates = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
@@ -1015,6 +1017,25 @@ def parse_times(values: pd.Series, source: str, column: str) -> pd.Series:
             "same kind in every row"
         )
     return (dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def _warn_if_compact_dates(numbers: pd.Series, source: str, column: str) -> None:
+    """Warn when every time value reads as a compact date (YYYYMMDD, e.g. 20210101): such numbers
+    are taken as Unix seconds, which keeps their order (loo and temporal splits stay right) but
+    not their meaning."""
+    v = pd.to_numeric(numbers, errors="coerce").dropna()
+    if v.empty or not (v == v.round()).all() or not v.between(19000101, 21001231).all():
+        return
+    as_dates = pd.to_datetime(v.astype("int64").astype(str), format="%Y%m%d", errors="coerce")
+    if as_dates.notna().all():
+        log.warning(
+            "%s: time column %r holds numbers that look like compact dates (e.g. %d); they are read "
+            "as Unix seconds, which keeps their order but not their meaning: write them as ISO dates "
+            "(2021-01-01) for real times",
+            source,
+            column,
+            int(v.iloc[0]),
+        )
 
 
 def drop_malformed_ids(df: pd.DataFrame, source: str, dropped: dict[str, int]) -> pd.DataFrame:
