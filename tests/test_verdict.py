@@ -172,3 +172,14 @@ def test_no_twin_no_verdict_and_p_value_format():
 )
 def test_classify_rule(args, label):
     assert classify(*args) == label
+
+
+def test_gap_text_says_when_the_rank_test_and_the_ci_disagree():
+    from vlmrec.experiments.verdict import Gap
+
+    agree = Gap("x", 0.04, 0.03, 0.05, 0.0001, True, 0.2)
+    assert agree.text() == "+0.0400 [+0.0300, +0.0500], p < 0.001, better"
+    disagree = Gap("x", 0.0041, -0.0011, 0.0096, 0.009, True, 0.2)
+    assert disagree.text().endswith("better by the rank test (the mean difference's CI includes 0)")
+    not_significant = Gap("x", 0.0041, -0.0011, 0.0096, 0.2, False, 0.2)
+    assert not_significant.text().endswith("no sig. difference")

@@ -129,8 +129,12 @@ class Gap:
     reference_mean: float
 
     def text(self) -> str:
-        """E.g. `+0.0412 [+0.0301, +0.0520], p < 0.001, better`."""
+        """E.g. `+0.0412 [+0.0301, +0.0520], p < 0.001, better`. The CI (bootstrap of the mean
+        difference) and the p (paired rank test, Holm) answer different questions and can
+        disagree; when the test is significant but the CI spans 0, the text says so."""
         word = direction(self.diff, self.significant)
+        if word in ("better", "worse") and self.ci_low <= 0 <= self.ci_high:
+            word += " by the rank test (the mean difference's CI includes 0)"
         return f"{self.diff:+.4f} [{self.ci_low:+.4f}, {self.ci_high:+.4f}], p {_p_phrase(self.p)}" + (
             f", {word}" if word else ""
         )
