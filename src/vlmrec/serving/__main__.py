@@ -1,5 +1,10 @@
-"""`python -m vlmrec.serving`: see `vlmrec.serving.server`."""
+"""`python -m vlmrec.serving`: the `vlmrec serve` command under a module name (for process
+managers that run a module), with INFO logging; one option list serves both."""
 
-from vlmrec.serving.server import main
+import logging
+import sys
 
-main()
+from vlmrec.cli import app
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+app(["serve", *sys.argv[1:]], prog_name="python -m vlmrec.serving")

@@ -11,7 +11,6 @@ and follows the same append-only logs, which are written under a file lock.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from vlmrec.errors import ConfigError, VlmrecError
+from vlmrec.errors import ConfigError
 from vlmrec.serving.index import INDEX_CHOICES, IndexParams
 from vlmrec.serving.loader import ServeSpec, load_state
 
@@ -129,41 +128,3 @@ def make_spec(
         index=index,
         index_params=params,
     )
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[ServeSpec, argparse.Namespace]:
-    """The command line of `python -m vlmrec.serving` as a ServeSpec plus host/port/workers."""
-    ap = argparse.ArgumentParser(prog="python -m vlmrec.serving", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, help="a run folder: serves its best servable cell")
-    ap.add_argument("--model", help="with --run: which model's cell")
-    ap.add_argument("--features", help="with --run: a features label; with --dataset: a FeatureSet folder")
-    ap.add_argument("--dataset", type=Path, help="a prepared dataset (with --features): ProfileMatch")
-    ap.add_argument("--state-dir", type=Path, help="index + event/item logs (survive restarts)")
-    ap.add_argument("--index", default="auto", choices=INDEX_CHOICES)
-    ap.add_argument("--nprobe", type=int, help="ivf: cells scanned per query")
-    ap.add_argument("--ef-search", type=int, help="hnsw: candidate list per query")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    args = ap.parse_args(argv)
-    spec = make_spec(
-        run=args.run,
-        model=args.model,
-        features=args.features,
-        dataset=args.dataset,
-        state_dir=args.state_dir,
-        index=args.index,
-        nprobe=args.nprobe,
-        ef_search=args.ef_search,
-    )
-    return spec, args
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of `python -m vlmrec.serving`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        spec, args = parse_args(argv)
-        serve(spec, args.host, args.port, args.workers)
-    except VlmrecError as e:
-        raise SystemExit(f"error: {e}") from None
