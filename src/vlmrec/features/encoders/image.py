@@ -57,6 +57,19 @@ def load_image(path: str | None) -> Image.Image:
         raise ImageLoadError(f"unreadable image {p.name}: {type(e).__name__}") from None
 
 
+def load_images(paths: list) -> tuple[list[Image.Image], list[int], dict[int, str]]:
+    """The readable images of `paths`, their positions in `paths`, and {position: reason} for
+    the others (what every image-reading extractor reports as its failures)."""
+    images, positions, failed = [], [], {}
+    for pos, path in enumerate(paths):
+        try:
+            images.append(load_image(path))
+            positions.append(pos)
+        except ImageLoadError as e:
+            failed[pos] = str(e)
+    return images, positions, failed
+
+
 def _device(device: str | None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -203,13 +216,7 @@ class ImageExtractor(Extractor):
 
     def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
         """Vectors of the readable images; NaN rows for the others, with the reason."""
-        images, positions, failed = [], [], {}
-        for pos, path in enumerate(items["image_path"].tolist()):
-            try:
-                images.append(load_image(path))
-                positions.append(pos)
-            except ImageLoadError as e:
-                failed[pos] = str(e)
+        images, positions, failed = load_images(items["image_path"].tolist())
         chunks = [
             self.encoder.encode(images[s : s + self.batch_size])
             for s in range(0, len(images), self.batch_size)

@@ -19,7 +19,7 @@ from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError
 from vlmrec.features.encoders.attributes import AttributeEncoder
 from vlmrec.features.encoders.describer import DescribedTextExtractor
-from vlmrec.features.encoders.image import ImageLoadError, load_image
+from vlmrec.features.encoders.image import load_images
 from vlmrec.features.encoders.text import SentenceEncoder
 from vlmrec.features.extraction import Choices, Extractor, ExtractorOptions, extract
 from vlmrec.features.featureset import FeatureSet
@@ -69,13 +69,7 @@ class LVLMEmbedExtractor(Extractor):
 
     def process(self, items: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
         """Vectors for a chunk of items (NaN rows for unreadable images, listed in the failures)."""
-        images, positions, failed = [], [], {}
-        for pos, path in enumerate(items["image_path"].tolist()):
-            try:
-                images.append(load_image(path))
-                positions.append(pos)
-            except ImageLoadError as e:
-                failed[pos] = str(e)
+        images, positions, failed = load_images(items["image_path"].tolist())
         titles = _titles(items)
         prompts = [self.template.render(titles[p]) for p in positions]
         vectors = self.lvlm.embed(images, prompts, self.layer, self.pooling, batch_size=self.batch)
