@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vlmrec.data.spec import FORMATS
-from vlmrec.errors import ConfigError, VlmrecError
+from vlmrec.errors import ConfigError, VlmrecError, option_error
 from vlmrec.serving.index import INDEX_CHOICES
 
 if TYPE_CHECKING:
@@ -197,12 +197,9 @@ def _dataset_spec(**options: Any) -> DatasetSpec:
     try:
         return DatasetSpec(**options)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        option = "--" + field.replace("_", "-") if field else "options"
-        if field == "ratios":
+        if e.errors()[0]["loc"][:1] == ("ratios",):
             raise ConfigError(f"--ratios {options['ratios']}: give three shares train,valid,test") from None
-        raise ConfigError(f"{option} {err.get('input')!r}: {err['msg']}") from None
+        raise option_error(e) from None
 
 
 def _print_cleaning(info: dict) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from vlmrec.errors import ConfigError
+from vlmrec.errors import ConfigError, option_error
 from vlmrec.serving.index import INDEX_CHOICES, IndexParams
 from vlmrec.serving.loader import ServeSpec, load_state
 
@@ -116,9 +116,7 @@ def make_spec(
     try:
         params = IndexParams(**overrides)
     except ValidationError as e:
-        err = e.errors()[0]
-        option = "--" + str(err["loc"][0]).replace("_", "-")
-        raise ConfigError(f"{option} {err.get('input')!r}: {err['msg']}") from None
+        raise option_error(e) from None
     return ServeSpec(
         run=run,
         model=model,
