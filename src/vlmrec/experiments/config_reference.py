@@ -14,10 +14,11 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from vlmrec.features.registry import bound_phrases
 
 HEADER = """# Configuration reference
 
@@ -66,22 +67,6 @@ def _choices(annotation: Any) -> list[Any]:
     return []
 
 
-def _bounds(field: FieldInfo) -> str:
-    parts = []
-    for meta in field.metadata:
-        if isinstance(meta, Ge):
-            parts.append(f">= {meta.ge}")
-        elif isinstance(meta, Gt):
-            parts.append(f"> {meta.gt}")
-        elif isinstance(meta, Le):
-            parts.append(f"<= {meta.le}")
-        elif isinstance(meta, Lt):
-            parts.append(f"< {meta.lt}")
-        elif isinstance(meta, MinLen):
-            parts.append(f"at least {meta.min_length}")
-    return ", ".join(parts)
-
-
 def _default(field: FieldInfo) -> str:
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
@@ -106,7 +91,9 @@ def _table(model: type[BaseModel], prefix: str) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for name, field in model.model_fields.items():
-        allowed = ", ".join(f"`{c}`" for c in _choices(field.annotation)) or _bounds(field)
+        allowed = ", ".join(f"`{c}`" for c in _choices(field.annotation)) or ", ".join(
+            bound_phrases(field.metadata)
+        )
         rows.append(
             f"| `{prefix}{name}` | {_type_name(field.annotation)} | {_default(field)} | {allowed} "
             f"| {_cell(field.description or '')} |"

@@ -225,18 +225,27 @@ def _type_text(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         text = "object"
     else:
         text = getattr(annotation, "__name__", str(annotation))
-    for m in meta:
-        if isinstance(m, Ge):
-            text += f" >= {m.ge}"
-        elif isinstance(m, Gt):
-            text += f" > {m.gt}"
-        elif isinstance(m, Le):
-            text += f" <= {m.le}"
-        elif isinstance(m, Lt):
-            text += f" < {m.lt}"
-        elif isinstance(m, MinLen) and m.min_length:
-            text += f" (at least {m.min_length})"
+    for phrase in bound_phrases(meta):
+        text += f" ({phrase})" if phrase.startswith("at least") else f" {phrase}"
     return text
+
+
+def bound_phrases(metadata: Iterable[Any]) -> list[str]:
+    """The range constraints in a field's metadata as phrases: `>= 1`, `< 1`, `at least 1` (items);
+    used by `vlmrec extract --list` and docs/config.md."""
+    phrases = []
+    for m in metadata:
+        if isinstance(m, Ge):
+            phrases.append(f">= {m.ge}")
+        elif isinstance(m, Gt):
+            phrases.append(f"> {m.gt}")
+        elif isinstance(m, Le):
+            phrases.append(f"<= {m.le}")
+        elif isinstance(m, Lt):
+            phrases.append(f"< {m.lt}")
+        elif isinstance(m, MinLen) and m.min_length:
+            phrases.append(f"at least {m.min_length}")
+    return phrases
 
 
 def option_docs(name: str) -> list[OptionDoc]:
