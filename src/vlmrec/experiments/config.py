@@ -25,10 +25,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-# the dataset section is the data layer's own spec (also built by `vlmrec prepare` and the API)
-DatasetConfig = DatasetSpec
-
-
 class FeatureConfig(Strict):
     """An extracted set (`extractor`), a fusion of earlier sets (`fuse` + `method`), or an
     existing FeatureSet folder (`path`)."""
@@ -191,7 +187,7 @@ class ExperimentConfig(Strict):
     """training seeds; every model runs every seed, results show their mean and CI"""
     threads: int = 2
     """CPU threads for training and scoring"""
-    dataset: DatasetConfig
+    dataset: DatasetSpec  # the data layer's own spec (also built by `vlmrec prepare`)
     """where the interactions and items come from and how they are split"""
     features: list[FeatureConfig] = Field(default_factory=list)
     """item feature sets: extracted, fused or loaded"""

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from vlmrec.data.spec import DatasetSpec
 from vlmrec.features.registry import bound_phrases
 
 HEADER = """# Configuration reference
@@ -104,7 +105,6 @@ def _table(model: type[BaseModel], prefix: str) -> list[str]:
 def config_reference() -> str:
     """The Markdown reference of every config key (what docs/config.md holds)."""
     from vlmrec.experiments.config import (
-        DatasetConfig,
         EvaluationConfig,
         ExperimentConfig,
         FeatureConfig,
@@ -116,7 +116,7 @@ def config_reference() -> str:
 
     out = [HEADER, "## Top level", "", *_table(ExperimentConfig, "")]
     for title, model, prefix in (
-        ("dataset", DatasetConfig, "dataset."),
+        ("dataset", DatasetSpec, "dataset."),
         ("features (a list)", FeatureConfig, "features[]."),
         ("models (a list)", ModelConfig, "models[]."),
         ("evaluation", EvaluationConfig, "evaluation."),
