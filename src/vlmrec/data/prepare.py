@@ -28,6 +28,16 @@ DUPLICATE_INTERACTION = "duplicate (user, item) interaction (latest kept)"
 BELOW_THRESHOLD = "rating below --rating-threshold"
 K_CORE = "removed by the --k-core filter"
 NO_TRAIN_ITEM = "validation/test interaction of a user with no training item"
+# Given splits (format presplit) that share a (user, item) pair: the pair is kept in the earlier
+# split only (see `drop_split_overlaps`).
+OVERLAP_TRAIN_VALID = "validation pair also in train (dropped from validation)"
+OVERLAP_TRAIN_TEST = "test pair also in train (dropped from test)"
+OVERLAP_VALID_TEST = "test pair also in validation (dropped from test)"
+OVERLAPS = {
+    "train_valid": OVERLAP_TRAIN_VALID,
+    "train_test": OVERLAP_TRAIN_TEST,
+    "valid_test": OVERLAP_VALID_TEST,
+}
 
 READERS: dict[str, Callable[..., readers.RawData]] = {
     "amazon-2014": readers.read_amazon_2014,
@@ -161,8 +171,16 @@ def prepare_dataset(
 
     if raw.presplit is not None:
         parts = [clean(df, f"{raw.source} ({s})") for df, s in zip(raw.presplit, ("train", "valid", "test"))]
-        train, valid, test = parts
-        info["split"] = {"method": "given"}
+        train, valid, test, overlap = drop_split_overlaps(*parts)
+        for key, reason in OVERLAPS.items():
+            dropped[reason] = overlap[key]
+        info["split"] = {"method": "given", "overlap": overlap}
+        if any(overlap.values()):
+            log.warning(
+                "%s: the given splits share (user, item) pairs: %s",
+                raw.source,
+                "; ".join(f"{OVERLAPS[k]}: {n:,}" for k, n in overlap.items() if n),
+            )
     else:
         df = clean(raw.interactions, raw.source)
         df = _counted(dropped, K_CORE, df, lambda d: k_core(d, k_core_min, raw.source))
@@ -206,6 +224,37 @@ def prepare_dataset(
     if out is not None:
         ds.save(out)
     return ds
+
+
+def drop_split_overlaps(
+    train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Given splits with no (user, item) pair in two of them, and how many pairs each overlap held.
+
+    A pair is kept in the earliest split that has it: a validation pair also in train, and a test
+    pair also in train or in validation, is dropped from the later split. Such a pair can never be
+    recommended there (the evaluator masks train items, and at test time by default validation
+    items too), yet it would count in recall's denominator. The counts (`train_valid`,
+    `train_test`, `valid_test`) are of the pairs dropped for each reason; a test pair in both
+    train and validation is counted once, under `train_test`. Each split is expected to be free
+    of duplicate pairs already (`drop_duplicates`).
+    """
+
+    def keys(df: pd.DataFrame) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays([df["user_id"].astype(str), df["item_id"].astype(str)])
+
+    in_train = keys(train)
+    in_valid = keys(valid)
+    valid_dup = in_valid.isin(in_train)
+    test_keys = keys(test)
+    test_train = test_keys.isin(in_train)
+    test_valid = test_keys.isin(in_valid) & ~test_train
+    overlap = {
+        "train_valid": int(valid_dup.sum()),
+        "train_test": int(test_train.sum()),
+        "valid_test": int(test_valid.sum()),
+    }
+    return train, valid[~valid_dup], test[~(test_train | test_valid)], overlap
 
 
 def _counted(dropped: dict[str, int], reason: str, df, step):
