@@ -1,21 +1,32 @@
-"""vlmrec vs the MMRec reference implementation (enoche/MMRec), same data, same split, same epochs.
+"""vlmrec vs the MMRec reference implementation (enoche/MMRec): same data, same split, both trained
+to convergence with MMRec's early stopping, several seeds per model on both sides.
 
     git clone https://github.com/enoche/MMRec /tmp/mmrec   # outside this project; nothing is copied in
     python3 -m venv /tmp/mmvenv && /tmp/mmvenv/bin/pip install torch==2.13.0 numpy==1.23.5 scipy==1.11.4 "pandas<2.2" pyyaml lmdb pillow "matplotlib<3.8" "contourpy<1.3"
-    python benchmarks/mmrec_side_by_side.py --mmrec-src /tmp/mmrec/src --mmrec-python /tmp/mmvenv/bin/python [--epochs 3]
+    nice -n 10 python benchmarks/mmrec_side_by_side.py --mmrec-src /tmp/mmrec/src \
+        --mmrec-python /tmp/mmvenv/bin/python --scale 0.2 --seeds 0,1,2 --threads 1 [--max-epochs 1000]
 
 Data: a synthetic catalogue the size of Amazon Baby (scale 1.0: ~19k users, ~7k items, ~160k
 interactions) with planted clusters, so Recall@20 means something; 4096-d "image" and 384-d
 "text" features that carry the cluster signal plus noise. MMRec reads it in its own format
-(`<name>.inter` with x_label 0/1/2, image_feat.npy, text_feat.npy). Both sides train for the
-same number of epochs without early stopping; both evaluate validation and test Recall@20 after
-every epoch (training items masked, as MMRec does), and the table reads test two ways: after the
-last epoch, and at the best validation epoch, which is what MMRec's quick_start reports at the end
-of its log. (The first version of this table compared vlmrec's last epoch with MMRec's best-valid
-epoch; for VBPR, which peaks at epoch 8 and then overfits, that alone made a -9.4% "gap".) Seconds per epoch exclude MMRec's per-epoch validation.
+(`<name>.inter` with x_label 0/1/2, image_feat.npy, text_feat.npy).
+
+Training, as MMRec's trainer (`common/trainer.py`, `utils.early_stopping`, `configs/overall.yaml`):
+validation Recall@20 (training items masked) after every epoch; training stops once
+`stopping_step` (MMRec's default 20) evaluations in a row have not beaten the best (strictly
+greater; MMRec stops when its counter exceeds `stopping_step`, so vlmrec gets
+`patience = stopping_step + 1`: both sides stop 21 epochs after the best); `--max-epochs` caps the
+run (MMRec's default 1000). The figure compared is test Recall@20 at the best validation epoch
+(the first maximum), which is what MMRec's quick_start reports; both sides also record test after
+every epoch, so the curves are in the JSON. Seconds per epoch exclude validation on both sides.
 Both sides use each model's reference defaults (lr 1e-3, batch 2048, LATTICE's lr decay 0.96/50)
-and the same point of each MMRec grid (PAIRS). With `--seeds 0,1` each side runs every seed and
-the table shows the mean and the spread, so a gap can be judged against seed noise.
+and the same point of each MMRec grid (PAIRS).
+
+Every model runs every seed on both sides; the table gives each side's mean and min-max, the
+relative gap of the means, each side's seed spread (half the min-max range over the mean, "±"),
+and calls a row equal when |gap| <= max(3%, twice the larger of the two spreads). Results are
+written after every run, so a cut-off run leaves its finished rows; `--resume` skips the runs the
+results file already holds (same scale, cap and stopping step).
 
 MMRec's LATTICE moves its item graphs with `.cuda()` unconditionally; in the temporary copy (never
 in this project) those calls become `.to(self.device)` so it runs on a CPU. Nothing else of the
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -38,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write  # noqa: E402
+from _common import RESULTS, environment  # noqa: E402
 
 # one point of each MMRec grid: (vlmrec name, vlmrec params, MMRec name, MMRec overrides)
 PAIRS = [
@@ -65,7 +77,9 @@ quick_start(model=sys.argv[1], dataset=sys.argv[2], config_dict=overrides, save_
 """
 
 
-def synthetic(scale: float, seed: int = 0):
+def synthetic(scale: float, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The planted-cluster catalogue at `scale` of Amazon Baby: interactions (userID, itemID,
+    x_label 0/1/2 = train/valid/test) and item "image" and "text" features."""
     rng = np.random.default_rng(seed)
     n_users, n_items, n_inter, n_clusters = int(19445 * scale), int(7050 * scale), int(160792 * scale), 50
     item_c = rng.integers(n_clusters, size=n_items)
@@ -91,13 +105,23 @@ def synthetic(scale: float, seed: int = 0):
     return df, image, text
 
 
-def run_ours(df, image, text, name, params, epochs, seed):
+def run_ours(
+    df: pd.DataFrame,
+    image: np.ndarray,
+    text: np.ndarray,
+    name: str,
+    params: dict,
+    max_epochs: int,
+    stopping_step: int,
+    seed: int,
+) -> dict:
+    """Train one vlmrec model with MMRec's early stopping; validation and test Recall@20 per epoch."""
     from vlmrec.data.dataset import build_dataset
     from vlmrec.evaluation import Evaluator
     from vlmrec.features.featureset import FeatureSet
     from vlmrec.models import create_model
 
-    def split(k):
+    def split(k: int) -> pd.DataFrame:
         part = df[df["x_label"] == k]
         return pd.DataFrame(
             {"user_id": part["userID"].map("{:06d}".format), "item_id": part["itemID"].map("{:06d}".format)}
@@ -115,7 +139,16 @@ def run_ours(df, image, text, name, params, epochs, seed):
                 text[order], ds, extractor="txt", model="x", name="text", modality="text"
             ),
         }
-    m = create_model(name, epochs=epochs, batch_size=2048, lr=1e-3, patience=10**6, **params)
+    # MMRec stops when its no-improvement counter exceeds stopping_step; vlmrec when it reaches patience
+    m = create_model(
+        name,
+        epochs=max_epochs,
+        batch_size=2048,
+        lr=1e-3,
+        patience=stopping_step + 1,
+        eval_every=1,
+        **params,
+    )
     # as MMRec's trainer: validation and test Recall@20 (training items masked) after every epoch
     valid_eval, test_eval = (
         Evaluator(ds, part, ks=[20], metrics=["recall"], mask=("train",)) for part in ("valid", "test")
@@ -128,28 +161,44 @@ def run_ours(df, image, text, name, params, epochs, seed):
 
     t = time.perf_counter()
     m.fit(ds, feats, seed=seed, validator=validator)
-    total = time.perf_counter() - t
+    wall = time.perf_counter() - t
     # per-epoch training time, as MMRec's "training [time: ...]" (validation and kNN graphs excluded)
     secs = float(np.mean(m.epoch_seconds_))
-    return {"seconds_per_epoch": secs, "fit_total_s": total, **summarise(m.valid_history_, tests)}
+    return {"seconds_per_epoch": secs, "wall_s": wall, **summarise(m.valid_history_, tests, max_epochs)}
 
 
-def summarise(valid: list[float], test: list[float]) -> dict:
-    """Test Recall@20 after the last epoch and at the best validation epoch (the first maximum, as
-    MMRec's early stopping keeps the earlier epoch on a tie), with the per-epoch curves."""
+def summarise(valid: list[float], test: list[float], max_epochs: int) -> dict:
+    """Test Recall@20 at the best validation epoch (the first maximum: MMRec's early stopping keeps
+    the earlier epoch on a tie) and after the last epoch, the epochs run, whether the run stopped
+    early (False: it hit the cap), and the per-epoch curves."""
     best = int(np.argmax(valid)) if valid else len(test) - 1
     return {
-        "recall@20": test[-1] if test else None,
         "recall@20_best_valid": test[best] if test else None,
+        "recall@20_last": test[-1] if test else None,
         "best_valid_epoch": best + 1,
+        "epochs_run": len(valid),
+        "stopped_early": len(valid) < max_epochs,
         "valid_curve": valid,
         "test_curve": test,
     }
 
 
-def run_mmrec(src: Path, python: str, df, image, text, model, epochs, extra, seed):
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
+def run_mmrec(
+    src: Path,
+    python: str,
+    df: pd.DataFrame,
+    image: np.ndarray,
+    text: np.ndarray,
+    model: str,
+    max_epochs: int,
+    stopping_step: int,
+    extra: dict,
+    seed: int,
+    threads: int,
+) -> dict:
+    """Run MMRec's quick_start on the same data in a temporary copy of its source; parse its log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
         work = d / "src"
         shutil.copytree(src, work)
         lattice = work / "models" / "lattice.py"
@@ -167,13 +216,15 @@ def run_mmrec(src: Path, python: str, df, image, text, model, epochs, extra, see
         overrides = {
             "gpu_id": 0,
             "use_gpu": False,
-            "epochs": epochs,
+            "epochs": max_epochs,
+            "stopping_step": stopping_step,
+            "eval_step": 1,
+            "valid_metric": "Recall@20",
             "hyper_parameters": [],
             "seed": [seed],
             "data_path": str(d / "data") + "/",
             "learning_rate": 1e-3,
             "train_batch_size": 2048,
-            "stopping_step": 10**6,
             **extra,
         }
         (work / "driver.py").write_text(DRIVER)
@@ -188,12 +239,16 @@ def run_mmrec(src: Path, python: str, df, image, text, model, epochs, extra, see
             "def pad(*a, **k):\n    raise NotImplementedError('pad')\n\n"
             "def resize(*a, **k):\n    raise NotImplementedError('resize')\n"
         )
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
         t = time.perf_counter()
         out = subprocess.run(
             [python, "driver.py", model, "synth", json.dumps(overrides)],
             cwd=work,
             capture_output=True,
             text=True,
+            env=env,
         )
         wall = time.perf_counter() - t
         # the console stream only: the log files repeat it
@@ -212,10 +267,103 @@ def run_mmrec(src: Path, python: str, df, image, text, model, epochs, extra, see
     test = [float(x) for x in re.findall(r"test result: \n[^\n]*?recall@20: ([0-9.]+)", log)]
     final = re.findall(r"test result: [^\n]*?recall@20: ([0-9.]+)", log)
     row = {"seconds_per_epoch": float(np.mean(times)) if times else None, "wall_s": wall}
-    row.update(summarise(valid, test))
+    row.update(summarise(valid, test, max_epochs))
     if final:
         row["recall@20_reported"] = float(final[-1])
     return row
+
+
+def spread(values: list[float]) -> float:
+    """Seed spread: half the min-max range over the mean (the "±" of a row)."""
+    return (max(values) - min(values)) / 2 / float(np.mean(values)) if len(values) > 1 else 0.0
+
+
+def compare(ours: list[float], theirs: list[float], floor: float = 0.03) -> dict:
+    """Relative gap of the means, each side's seed spread, the tolerance max(floor, 2 x the larger
+    spread) and whether the row is equal (|gap| <= tolerance)."""
+    gap = (np.mean(ours) - np.mean(theirs)) / np.mean(theirs)
+    s_ours, s_theirs = spread(ours), spread(theirs)
+    tolerance = max(floor, 2 * max(s_ours, s_theirs))
+    return {
+        "gap": float(gap),
+        "spread_vlmrec": s_ours,
+        "spread_mmrec": s_theirs,
+        "tolerance": tolerance,
+        "equal": bool(abs(gap) <= tolerance),
+    }
+
+
+def table(runs: list[dict], header: str, seeds: list[int]) -> tuple[list[dict], str]:
+    """Per-model rows (over the finished runs) and the Markdown table."""
+    md = [
+        header,
+        "",
+        "Test Recall@20 (training items masked) at the epoch with the best validation Recall@20 (what",
+        "MMRec's quick_start reports), both sides trained with MMRec's early stopping. Mean over seeds",
+        "[min-max]; gap = (vlmrec - MMRec) / MMRec; spread = half the min-max range over the mean, per",
+        "side; equal when |gap| <= max(3%, 2 x the larger spread). `best ep` is the mean best validation",
+        "epoch, `epochs` the mean epochs run (`capped` when a run hit --max-epochs before stopping).",
+        "",
+        "| model | seeds | vlmrec | MMRec | gap | spread vlmrec / MMRec | tolerance | equal "
+        "| best ep vlmrec / MMRec | epochs vlmrec / MMRec | s/epoch vlmrec / MMRec |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(vals: list[float]) -> str:
+        if len(vals) == 1:
+            return f"{vals[0]:.4f}"
+        return f"{np.mean(vals):.4f} [{min(vals):.4f}-{max(vals):.4f}]"
+
+    rows = []
+    for ours, params, _, _ in PAIRS:
+        mine = [r for r in runs if r["model"] == ours]
+        errors = [r["result"]["error"] for r in mine if "error" in r["result"]]
+        if errors:
+            md.append(f"| {ours} | | | error: {errors[0][:80]} | | | | | | | |")
+            continue
+        # a seed counts once both sides have finished it
+        done = sorted(
+            {r["seed"] for r in mine if r["side"] == "vlmrec"}
+            & {r["seed"] for r in mine if r["side"] == "mmrec"}
+        )
+        if not done:
+            continue
+        a = [r["result"] for r in mine if r["side"] == "vlmrec" and r["seed"] in done]
+        b = [r["result"] for r in mine if r["side"] == "mmrec" and r["seed"] in done]
+        va = [x["recall@20_best_valid"] for x in a]
+        vb = [y.get("recall@20_reported", y["recall@20_best_valid"]) for y in b]
+        c = compare(va, vb)
+
+        def epochs(side: list[dict]) -> str:
+            capped = sum(not x["stopped_early"] for x in side)
+            return f"{np.mean([x['epochs_run'] for x in side]):.0f}" + (
+                f" ({capped} capped)" if capped else ""
+            )
+
+        row = {
+            "model": ours,
+            "params": params,
+            "seeds": done,
+            "vlmrec": va,
+            "mmrec": vb,
+            "best_epoch_vlmrec": [x["best_valid_epoch"] for x in a],
+            "best_epoch_mmrec": [y["best_valid_epoch"] for y in b],
+            "epochs_vlmrec": [x["epochs_run"] for x in a],
+            "epochs_mmrec": [y["epochs_run"] for y in b],
+            **c,
+        }
+        rows.append(row)
+        n = f"{len(done)}" + ("" if len(done) >= len(seeds) else f" of {len(seeds)}")
+        md.append(
+            f"| {ours} | {n} | {cell(va)} | {cell(vb)} | {c['gap']:+.1%} "
+            f"| ±{c['spread_vlmrec']:.1%} / ±{c['spread_mmrec']:.1%} | {c['tolerance']:.1%} "
+            f"| {'yes' if c['equal'] else 'no'} "
+            f"| {np.mean(row['best_epoch_vlmrec']):.0f} / {np.mean(row['best_epoch_mmrec']):.0f} "
+            f"| {epochs(a)} / {epochs(b)} "
+            f"| {np.mean([x['seconds_per_epoch'] for x in a]):.2f} "
+            f"/ {np.mean([y['seconds_per_epoch'] for y in b]):.2f} |"
+        )
+    return rows, "\n".join(md)
 
 
 def main() -> None:
@@ -226,83 +374,105 @@ def main() -> None:
         default=sys.executable,
         help="a Python with MMRec's pinned stack (it needs scipy < 1.12, numpy < 2, lmdb)",
     )
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-epochs", type=int, default=1000, help="cap on epochs (MMRec's overall.yaml: 1000)")
+    ap.add_argument(
+        "--stopping-step",
+        type=int,
+        default=20,
+        help="stop after this many validations without improvement, as MMRec counts them (overall.yaml: 20)",
+    )
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--models", default=",".join(p[0] for p in PAIRS))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds, run on both sides")
-    ap.add_argument("--out-name", default="mmrec_side_by_side", help="results file name (without extension)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, run on both sides")
+    ap.add_argument(
+        "--out-name", default="mmrec_side_by_side_converged", help="results file name (without extension)"
+    )
+    ap.add_argument(
+        "--resume", action="store_true", help="keep the runs the results file already holds (same settings)"
+    )
     args = ap.parse_args()
     from vlmrec.provenance import set_threads
 
     set_threads(args.threads)
     df, image, text = synthetic(args.scale)
     seeds = [int(x) for x in args.seeds.split(",")]
-    rows = []
-    for ours, params, theirs, extra in PAIRS:
-        if ours not in args.models.split(","):
-            continue
-        a = [run_ours(df, image, text, ours, params, args.epochs, s) for s in seeds]
-        b = [
-            run_mmrec(args.mmrec_src, args.mmrec_python, df, image, text, theirs, args.epochs, extra, s)
-            for s in seeds
-        ]
-        rows.append({"model": ours, "params": params, "vlmrec": a, "mmrec": b})
-        print(
-            rows[-1]["model"],
-            [(x["recall@20"], x["recall@20_best_valid"]) for x in a],
-            [
-                (y.get("recall@20"), y.get("recall@20_reported")) if "error" not in y else y["error"]
-                for y in b
-            ],
-            flush=True,
-        )
-    md = [
-        f"# vlmrec vs MMRec ({df['userID'].nunique():,} users, {df['itemID'].nunique():,} items, {len(df):,} "
-        f"interactions, {args.epochs} epochs, lr 1e-3, batch 2048, seeds {args.seeds}, CPU {args.threads} threads)",
-        "",
-        "Test Recall@20 (training items masked), mean over seeds (min-max in brackets when more than one),",
-        "read two ways on both sides: after the last epoch, and at the epoch with the best validation",
-        "Recall@20 (what MMRec's quick_start reports; `(ep N)` is that epoch, mean over seeds).",
-        "",
-        "| model | vlmrec last | MMRec last | gap | vlmrec best-valid | MMRec best-valid | gap "
-        "| vlmrec s/epoch | MMRec s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def cell(vals: list[float]) -> str:
-        if len(vals) == 1:
-            return f"{vals[0]:.4f}"
-        return f"{np.mean(vals):.4f} [{min(vals):.4f}-{max(vals):.4f}]"
-
-    def gap(a: list[float], b: list[float]) -> str:
-        return f"{(np.mean(a) - np.mean(b)) / np.mean(b):+.1%}"
-
-    for r in rows:
-        a, b = r["vlmrec"], r["mmrec"]
-        ra = [x["recall@20"] for x in a]
-        ba = [x["recall@20_best_valid"] for x in a]
-        ea = np.mean([x["best_valid_epoch"] for x in a])
-        ta = np.mean([x["seconds_per_epoch"] for x in a])
-        errors = [y["error"] for y in b if "error" in y]
-        if errors:
-            md.append(
-                f"| {r['model']} | {cell(ra)} | error: {errors[0][:80]} | | {cell(ba)} | | | {ta:.2f} | |"
-            )
-            continue
-        rb = [y["recall@20"] for y in b]
-        bb = [y.get("recall@20_reported", y["recall@20_best_valid"]) for y in b]
-        eb = np.mean([y["best_valid_epoch"] for y in b])
-        tb = np.mean([y["seconds_per_epoch"] for y in b])
-        md.append(
-            f"| {r['model']} | {cell(ra)} | {cell(rb)} | {gap(ra, rb)} | {cell(ba)} (ep {ea:.0f}) "
-            f"| {cell(bb)} (ep {eb:.0f}) | {gap(ba, bb)} | {ta:.2f} | {tb:.2f} |"
-        )
-    write(
-        args.out_name,
-        {"config": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-        "\n".join(md),
+    models = args.models.split(",")
+    unknown = sorted(set(models) - {p[0] for p in PAIRS})
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {[p[0] for p in PAIRS]}")
+    same = {"scale": args.scale, "max_epochs": args.max_epochs, "stopping_step": args.stopping_step}
+    runs: list[dict] = []
+    previous = RESULTS / f"{args.out_name}.json"
+    if args.resume and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("settings") == same:
+            runs = [r for r in old.get("runs", []) if "error" not in r["result"]]
+            print(f"resuming: {len(runs)} finished runs kept", flush=True)
+        else:
+            print(f"not resuming: {previous} has other settings {old.get('settings')}", flush=True)
+    header = (
+        f"# vlmrec vs MMRec, to convergence ({df['userID'].nunique():,} users, {df['itemID'].nunique():,} "
+        f"items, {len(df):,} interactions = scale {args.scale} of Amazon Baby; early stopping "
+        f"{args.stopping_step}, max {args.max_epochs} epochs, lr 1e-3, batch 2048, seeds {args.seeds}, "
+        f"CPU {args.threads} thread(s))"
     )
+    started = time.perf_counter()
+
+    def save() -> None:
+        rows, md = table(runs, header, seeds)
+        payload = {
+            "settings": same,
+            "config": {k: str(v) for k, v in vars(args).items()},
+            "data": {
+                "users": int(df["userID"].nunique()),
+                "items": int(df["itemID"].nunique()),
+                "interactions": len(df),
+            },
+            "wall_s": time.perf_counter() - started,
+            "rows": rows,
+            "runs": runs,
+        }
+        # written after every run (a cut-off run keeps what finished); printed once at the end
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        payload = {"environment": environment(), **payload}
+        (RESULTS / f"{args.out_name}.json").write_text(json.dumps(payload, indent=1, default=str))
+        (RESULTS / f"{args.out_name}.md").write_text(md + "\n")
+
+    for ours, params, theirs, extra in PAIRS:
+        if ours not in models:
+            continue
+        for seed in seeds:
+            for side in ("vlmrec", "mmrec"):
+                if any(r["model"] == ours and r["seed"] == seed and r["side"] == side for r in runs):
+                    continue
+                if side == "vlmrec":
+                    result = run_ours(
+                        df, image, text, ours, params, args.max_epochs, args.stopping_step, seed
+                    )
+                else:
+                    result = run_mmrec(
+                        args.mmrec_src,
+                        args.mmrec_python,
+                        df,
+                        image,
+                        text,
+                        theirs,
+                        args.max_epochs,
+                        args.stopping_step,
+                        extra,
+                        seed,
+                        args.threads,
+                    )
+                runs.append({"model": ours, "side": side, "seed": seed, "result": result})
+                shown = result.get("error") or (
+                    f"test {result['recall@20_best_valid']:.4f} at best-valid epoch {result['best_valid_epoch']}"
+                    f" of {result['epochs_run']}, {result['wall_s']:.0f} s"
+                )
+                print(f"{ours} {side} seed {seed}: {shown}", flush=True)
+                save()
+    save()
+    print(table(runs, header, seeds)[1])
 
 
 if __name__ == "__main__":
