@@ -122,10 +122,22 @@ class EvaluationConfig(Strict):
     """METRIC@K chosen on validation; default recall@20 when 20 is a cutoff, else recall@max(ks)."""
     mask: list[MaskSplit] = Field(default_factory=_default_mask)
     """splits whose items are removed from each user's test ranking"""
-    test: Literal["wilcoxon", "ttest"] = "wilcoxon"
-    """paired significance test across users (vs the best ID model and vs the shuffled twin)"""
-    alpha: float = 0.05
-    """significance level of the verdicts"""
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    """significance level of the verdicts (Holm over every comparison of a run)"""
+    n_boot: int = Field(5000, ge=1000, le=100_000)
+    """draws of the paired bootstrap over users and seeds that gives every interval and p"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_rank_test(cls, data):
+        # the rank test and the bootstrap interval measured different things (issue 20): one
+        # procedure now gives both, so an old config naming a test gets told, not ignored
+        if isinstance(data, dict) and "test" in data:
+            raise ValueError(
+                f"test: {data['test']!r} is no longer an option: every verdict's interval and p now come "
+                "from one paired bootstrap over users and seeds (docs/verdict.md); delete the key"
+            )
+        return data
 
     @field_validator("mask")
     @classmethod
