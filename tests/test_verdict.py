@@ -202,6 +202,17 @@ def test_the_reference_is_chosen_per_segment_on_that_segments_validation():
     assert comparisons.family_size == {"d": 4}
 
 
+def test_a_row_tuned_on_fewer_points_than_its_reference_says_so():
+    rows = {**ID_ROWS, ("pm", "t", "none"): hits(0.6, 3), ("pm", "t~shuffled", "shuffled"): hits(0.3, 4)}
+    res, per = make_run(rows, VALID)
+    res["grid_size"] = res["model"].map({"lightgcn": 20, "mostpop": 1, "pm": 3})
+    v = only(compute_verdicts(res, per)[1])
+    assert v.versus_id is not None and v.versus_id.unequal_budget
+    assert v.worth_text() == "beats best ID lightgcn (+0.3000; tuned on 3 points vs 20)"
+    res["grid_size"] = res["model"].map({"lightgcn": 2, "mostpop": 1, "pm": 2})
+    assert only(compute_verdicts(res, per)[1]).worth_text() == "beats best ID lightgcn (+0.3000)"
+
+
 def test_the_reference_is_chosen_on_validation_not_test():
     rows = {
         ("mostpop", "none", "none"): hits(0.5, 1),  # best on test, worst on validation

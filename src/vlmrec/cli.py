@@ -36,8 +36,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(e: Exception) -> None:
-    # escape: messages name fields such as [text] that rich would read as markup and drop
-    console.print(f"[bold red]error:[/] {escape(str(e))}")
+    # escape: messages name fields such as [text] that rich would read as markup and drop;
+    # soft_wrap: an error is never broken into lines by the terminal's width (logs, grep, tests)
+    console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -583,7 +584,7 @@ def print_verdict(name: str, output) -> None:
     from vlmrec.experiments.verdict import TONE, procedure_note, verdict_lines, verdict_summary
 
     verdicts = output.verdicts
-    console.print(f"[bold]{escape(f'verdict: {name} ({verdict_summary(verdicts)})')}[/]")
+    console.print(f"[bold]{escape(f'verdict: {name} ({verdict_summary(verdicts)})')}[/]", soft_wrap=True)
     colour = {"good": "green", "bad": "red"}
     overall = {v.line(): v for v in verdicts if v.segment == "all"}
     for line in verdict_lines(verdicts):

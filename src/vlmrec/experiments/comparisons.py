@@ -90,6 +90,18 @@ class Comparison:
     outcome: Outcome
     #: why an outcome is inconclusive, e.g. `2 seeds` or `sign differs across seeds`
     reason: str = ""
+    #: hyperparameter points tried on validation for the row and for the reference (None: unknown)
+    grid_size: int | None = None
+    reference_grid_size: int | None = None
+
+    @property
+    def unequal_budget(self) -> bool:
+        """The row was tuned on fewer validation points than its reference."""
+        return (
+            self.grid_size is not None
+            and self.reference_grid_size is not None
+            and self.grid_size < self.reference_grid_size
+        )
 
     @property
     def row(self) -> RowKey:
@@ -201,6 +213,14 @@ def _paired_diffs(mine: pd.DataFrame, ref: pd.DataFrame) -> tuple[np.ndarray, tu
     return d[None, np.isfinite(d)], per_seed
 
 
+def _grid_sizes(results: pd.DataFrame) -> dict[RowKey, int]:
+    """Each row's number of grid points (the runner's `grid_size` column; empty when absent)."""
+    if "grid_size" not in results.columns:
+        return {}
+    sizes = results.dropna(subset=["grid_size"]).groupby(ROW)["grid_size"].max()
+    return {cast(RowKey, key): int(v) for key, v in sizes.items()}
+
+
 def decide(
     p_holm: float, alpha: float, diff: float, seed_diffs: tuple[float, ...], seeds: int
 ) -> tuple[Outcome, str]:
@@ -277,6 +297,7 @@ def compare_run(
                 if best_key is not None:
                     refs.append((best_key[1], "worth", best_key))
                 mine = _seed_matrix(pu, content)
+                grids = _grid_sizes(res_d)
                 for name, question, ref_key in refs:
                     d, seed_diffs = _paired_diffs(mine, _seed_matrix(pu, ref_key))
                     if d.size == 0:
@@ -294,6 +315,8 @@ def compare_run(
                         p=boot.p_value,
                         seeds=len(seed_diffs),
                         users=d.shape[1],
+                        grid_size=grids.get(content),
+                        reference_grid_size=grids.get(ref_key),
                     )
                     pending.setdefault(dataset, []).append(_Pending(fields, boot, seed_diffs))
     out: list[Comparison] = []

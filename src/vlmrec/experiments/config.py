@@ -169,8 +169,12 @@ class EvaluationConfig(Strict):
     @model_validator(mode="after")
     def _select_is_measured(self):
         # checked here, at load, so a bad value fails before any grid trains
+        ranking = [m for m in self.metrics if m in METRICS]
+        if not ranking:
+            raise ValueError(f"metrics {self.metrics}: at least one ranking metric of {list(METRICS)} is needed")
         if self.select is None:
-            self.select = f"recall@{20 if 20 in self.ks else max(self.ks)}"
+            default = "recall" if "recall" in ranking else ranking[0]
+            self.select = f"{default}@{20 if 20 in self.ks else max(self.ks)}"
         metric, _, k = self.select.partition("@")
         if metric not in METRICS or not k.isdigit():
             raise ValueError(
@@ -178,6 +182,9 @@ class EvaluationConfig(Strict):
             )
         if int(k) not in self.ks:
             raise ValueError(f"select {self.select!r}: K={k} is not among the cutoffs ks={self.ks}")
+        # the verdict and the leaderboard read the selection metric's test values: it must be measured
+        if metric not in ranking:
+            raise ValueError(f"select {self.select!r}: {metric} is not among metrics {self.metrics}; add it")
         return self
 
     @property

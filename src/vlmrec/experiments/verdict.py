@@ -134,7 +134,11 @@ class Verdict:
         """The worth label and what follows it, e.g. (`below best ID`, ` ease (-0.0120)`)."""
         if self.versus_id is None:
             return "no ID reference", " with a validation score"
-        gap = f"{self.versus_id.diff:+.4f}"
+        v = self.versus_id
+        gap = f"{v.diff:+.4f}"
+        if v.unequal_budget:
+            # an honest comparison tunes both sides as hard: say when it did not
+            gap += f"; tuned on {v.grid_size} point{'s' if v.grid_size != 1 else ''} vs {v.reference_grid_size}"
         if self.worth.startswith("inconclusive"):
             return f"vs best ID {self.reference}: {self.worth}", f" ({gap})"
         return self.worth, f" {self.reference} ({gap})"
