@@ -15,6 +15,8 @@ from rich.table import Table
 
 from vlmrec.data.spec import FORMATS
 from vlmrec.errors import ConfigError, VlmrecError, option_error
+from vlmrec.folders import FolderKind, check_folder, claim_folder, same_folder
+from vlmrec.names import safe_name
 from vlmrec.serving.index import INDEX_CHOICES
 
 if TYPE_CHECKING:
@@ -36,9 +38,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(e: Exception) -> None:
-    # escape: messages name fields such as [text] that rich would read as markup and drop;
-    # soft_wrap: an error is never broken into lines by the terminal's width (logs, grep, tests)
-    console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+    # escape: messages name fields such as [text] that rich would read as markup and drop
+    console.print(f"[bold red]error:[/] {escape(str(e))}")
     raise typer.Exit(2)
 
 
@@ -85,11 +86,10 @@ def _ints(text: str, option: str = "--k") -> list[int]:
     return values
 
 
-def _output_folder(out: Path, option: str = "--out") -> Path:
-    """`out` must be a folder or not exist yet."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{option} {out}: is a file; give a folder (it is created if missing)")
-    return out
+def _output_folder(out: Path, kind: FolderKind, option: str = "--out") -> Path:
+    """`out` must not exist yet, be empty, or be vlmrec's own `kind` folder (`folders.check_folder`):
+    a user's folder is refused before anything is read or written."""
+    return check_folder(out, kind, option)
 
 
 @app.command()
@@ -148,7 +148,7 @@ def prepare(
     """Read a catalogue, clean it, split it, and save a Dataset (Parquet + manifest)."""
     _setup_logging(verbose)
     try:
-        _output_folder(out)
+        _output_folder(out, "dataset")
         spec = _dataset_spec(
             format=format,
             path=path,
@@ -275,7 +275,7 @@ def evaluate(
 
     try:
         ks = _ints(k)
-        _output_folder(out)
+        _output_folder(out, "results")
         ds = Dataset.load(dataset)
         if max(ks) > ds.n_items:
             raise ConfigError(f"--k {k}: larger than the catalogue ({ds.n_items} items)")
@@ -289,6 +289,7 @@ def evaluate(
         if masked not in (("train",), ("train", "valid")):
             raise ConfigError(f"--mask {mask!r}: choose train,valid or train")
         res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=ks, mask=masked)
+        claim_folder(out, "results")  # checked again: the folder may have changed while training
     except VlmrecError as e:
         _fail(e)
     write_results(out, res.results, res.per_user)
@@ -386,8 +387,9 @@ def extract(
             raise ConfigError(f"--missing {missing!r}: choose one of {', '.join(MISSING_POLICIES)}")
         if engine not in ENGINES:
             raise ConfigError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
-        out = _output_folder(out or dataset / "features" / extractor)
+        out = _output_folder(out or dataset / "features" / extractor, "featureset")
         ds = Dataset.load(dataset)
+        claim_folder(out, "featureset")  # before extraction writes its first chunk
         if engine == "ray":
             from vlmrec.features.engines.ray import extract_ray
 
@@ -452,8 +454,14 @@ def describe(
     from vlmrec.features.lvlm.model import GenerationOptions
     from vlmrec.features.registry import parse_assignments
 
-    out = out or dataset / "descriptions" / Path(prompt).stem
     try:
+        if out is None:
+            out = (
+                dataset
+                / "descriptions"
+                / safe_name(Path(prompt).stem, f"--prompt {prompt!r} (names the folder)")
+            )
+        _output_folder(out, "descriptions")
         generation = parse_assignments(gen, "--gen")
         if max_new_tokens is not None:
             if "max_new_tokens" in generation:
@@ -470,14 +478,15 @@ def describe(
             {"model": model, "prompt": prompt, "batch_size": batch_size, **options}, "lvlm-describe"
         )
         ds = Dataset.load(dataset)
-        sets = describe_catalogue(ds, model, prompt, out, batch_size=batch_size, **options)
+        folder = claim_folder(out, "descriptions")  # before the first description is cached
+        sets = describe_catalogue(ds, model, prompt, folder, batch_size=batch_size, **options)
     except VlmrecError as e:
         _fail(e)
     for name, fs in sets.items():
         console.print(
-            f"{name}: {fs.vectors.shape[0]:,} items x {fs.dim} -> {out / name} ({len(fs.manifest['failed'])} failed)"
+            f"{name}: {fs.vectors.shape[0]:,} items x {fs.dim} -> {folder / name} ({len(fs.manifest['failed'])} failed)"
         )
-    console.print(f"descriptions: {out / 'descriptions.jsonl'}")
+    console.print(f"descriptions: {folder / 'descriptions.jsonl'}")
 
 
 @app.command()
@@ -501,8 +510,15 @@ def fuse(
             raise ConfigError(f"--method {method!r}: choose one of {', '.join(FUSION_METHODS)}")
         if weights is not None and method != "weighted":
             raise ConfigError(f"--weights applies to --method weighted only (not {method})")
+        paths = [Path(p.strip()) for p in inputs.split(",")]
+        for p in paths:
+            if same_folder(p, out):
+                raise ConfigError(
+                    f"--out {out}: is also the input {p}; writing there would destroy it: give another folder"
+                )
+        _output_folder(out, "featureset")
         ds = Dataset.load(dataset) if dataset else None
-        fsets = [FeatureSet.load(Path(p.strip()), ds) for p in inputs.split(",")]
+        fsets = [FeatureSet.load(p, ds) for p in paths]
         fs = run_fuse(fsets, method, _floats(weights, "--weights") if weights else None, ds)
         fs.manifest["name"] = out.name
         fs.save(out)
@@ -525,6 +541,12 @@ def control(
     try:
         if kind not in CONTROL_KINDS:
             raise ConfigError(f"--kind {kind!r}: choose one of {', '.join(CONTROL_KINDS)}")
+        if same_folder(input, out):
+            raise ConfigError(
+                f"--out {out}: is the --input folder; writing the control there would destroy the "
+                "real features: give another folder"
+            )
+        _output_folder(out, "featureset")
         fs = make_control(FeatureSet.load(input), kind, seed)
         fs.manifest["name"] = out.name
         fs.save(out)
@@ -548,6 +570,8 @@ def run(
         cfg = load_config(config)
         if out is not None:
             cfg.output_dir = out
+        assert cfg.output_dir is not None  # parse_config fills runs/NAME
+        _output_folder(cfg.output_dir, "run", "--out" if out is not None else f"{config}: output_dir")
         _run_and_show(cfg, report_after)
     except VlmrecError as e:
         _fail(e)
@@ -555,10 +579,17 @@ def run(
 
 def _run_and_show(cfg, report_after: bool = True):
     """Run a config, print its leaderboard (segment "all"), write the report, and end with the
-    verdict block: one line per content row with its two labels (content use, worth) and gaps."""
-    from vlmrec.experiments.leaderboard import format_markdown, leaderboard
+    verdict block: one line per content row (helps / is ignored / hurts / used, both gaps)."""
+    from vlmrec.experiments.leaderboard import format_markdown
     from vlmrec.experiments.report import write_report
     from vlmrec.experiments.runner import run_experiment
+    from vlmrec.experiments.verdict import (
+        compute_verdicts,
+        label_counts,
+        safe_leaderboard,
+        verdict_lines,
+        verdict_summary,
+    )
 
     output = run_experiment(
         cfg,
@@ -568,35 +599,28 @@ def _run_and_show(cfg, report_after: bool = True):
         f"[bold]{escape(cfg.name)}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
         f"results: {escape(str(output.out_dir / 'results.csv'))}"
     )
-    spec = output.comparisons.spec
-    board = leaderboard(output.results, output.per_user, spec.metric, spec.k, comparisons=output.comparisons)
+    metric, k = cfg.evaluation.select_metric
+    test, alpha = cfg.evaluation.test, cfg.evaluation.alpha
+    board = safe_leaderboard(output.results, output.per_user, metric, k, test, alpha)
     console.print(format_markdown(board), markup=False, soft_wrap=True)
     if report_after:
-        path = write_report(output.out_dir, spec.metric, spec.k)
+        path = write_report(output.out_dir, metric, k)
         console.print(f"report: {escape(str(path))}")
-    print_verdict(cfg.name, output)
-    return output
-
-
-def print_verdict(name: str, output) -> None:
-    """The verdict block: a title, one short line per content row (segments whose labels differ
-    indented below it), the procedure said once, and where the details are."""
-    from vlmrec.experiments.verdict import TONE, procedure_note, verdict_lines, verdict_summary
-
-    verdicts = output.verdicts
-    console.print(f"[bold]{escape(f'verdict: {name} ({verdict_summary(verdicts)})')}[/]", soft_wrap=True)
-    colour = {"good": "green", "bad": "red"}
-    overall = {v.line(): v for v in verdicts if v.segment == "all"}
-    for line in verdict_lines(verdicts):
-        v = overall.get(line)
-        if v is None:
+    by_segment = compute_verdicts(output.results, output.per_user, metric, k, test, alpha)
+    overall = by_segment.get("all", [])
+    title = f"verdict: {cfg.name}" + (f" ({verdict_summary(label_counts(overall))})" if overall else "")
+    console.print(f"[bold]{escape(title)}[/]")
+    colour = {"helps": "green", "hurts": "red", "ignored": "yellow", "used": "yellow"}
+    lines = verdict_lines(by_segment)
+    labels = [v.label for v in overall]
+    row = 0
+    for line in lines:
+        if line.startswith("    ") or not overall:
             console.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
             continue
-        tone = colour.get(TONE.get(v.worth, ""), colour.get(TONE.get(v.use, ""), "yellow"))
-        console.print(f"[{tone}]●[/] {escape(line)}", soft_wrap=True)
-    if overall:
-        console.print(f"[dim]{escape(procedure_note(output.comparisons))}[/]", soft_wrap=True)
-        console.print(f"[dim]details: {escape(str(output.out_dir / 'verdict.json'))}[/]", soft_wrap=True)
+        console.print(f"[{colour[labels[row]]}]●[/] {escape(line)}", soft_wrap=True)
+        row += 1
+    return output
 
 
 @app.command()
@@ -609,6 +633,7 @@ def report(
     from vlmrec.experiments.report import write_report
 
     try:
+        check_folder(run_dir, "run", "RUN_DIR")
         path = write_report(run_dir, metric, k)
     except VlmrecError as e:
         _fail(e)

@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from vlmrec.errors import DataError
+from vlmrec.folders import claim_folder
 from vlmrec.provenance import hash_arrays, hash_json
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,10 @@ class Dataset:
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        """Write the dataset to `directory` (Parquet files + manifest.json, written last). The
+        folder must be new, empty or a prepared dataset's (`folders.claim_folder`): a folder of
+        the user's is refused before anything is written."""
+        d = claim_folder(directory, "dataset", "dataset folder")
         for s in SPLITS:
             getattr(self, s).to_parquet(d / f"{s}.parquet", index=False)
         pd.DataFrame({"user": np.arange(self.n_users), "user_id": self.user_ids.astype(str)}).to_parquet(

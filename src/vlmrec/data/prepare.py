@@ -17,6 +17,7 @@ from vlmrec.data.planted import GENERATED_LABEL, generate_planted
 from vlmrec.data.spec import FORMATS
 from vlmrec.data.splits import split_cold_items, split_interactions
 from vlmrec.errors import ConfigError
+from vlmrec.folders import check_folder, claim_folder
 from vlmrec.provenance import code_hash, code_version, path_signature
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,12 @@ def prepare_dataset(
     dropped for each reason checked in this run, zeros included (the reasons are the constants
     above and those in `readers`), and `item_table` says how the item table and the
     interactions' items match (`item_table_coverage`).
+
+    `out` (and, for `planted`, the folder it generates into) must be new, empty or vlmrec's own
+    folder of that kind (`folders.check_folder`); anything else is refused before reading.
     """
+    if out is not None:
+        check_folder(out, "dataset", "dataset folder")
     if fmt not in READERS:
         raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
     if fmt != "table" and (sep is not None or encoding is not None):
@@ -134,7 +140,10 @@ def prepare_dataset(
         raw_dir = Path(path) if path else (Path(out) / "raw" if out else None)
         if raw_dir is None:
             raise ConfigError("--format planted needs --path (where to generate) or --out")
-        generate_planted(raw_dir, seed=seed, **(planted_options or {}))
+        check_folder(raw_dir, "planted", "--path")
+        if out is not None:
+            claim_folder(out, "dataset", "dataset folder")
+        generate_planted(claim_folder(raw_dir, "planted", "--path"), seed=seed, **(planted_options or {}))
         raw = readers.read_table(raw_dir / "interactions.csv", raw_dir / "items.csv")
         images = raw_dir / "images"
         name = name or "planted-synthetic"

@@ -25,7 +25,9 @@ import pandas as pd
 
 from vlmrec.errors import ConfigError, DataError
 from vlmrec.experiments.results import write_results
+from vlmrec.folders import claim_folder
 from vlmrec.models.base import Recommender
+from vlmrec.names import safe_name
 
 CELL_FORMAT = 1
 
@@ -145,8 +147,10 @@ class RunArtifact:
 
     # ---- writing -------------------------------------------------------------------------
     def write_config(self, config_json: str) -> None:
-        """The validated config, as JSON (written first: it says what the run is)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """The validated config, as JSON (written first: it says what the run is). The folder
+        must be new, empty or an earlier run's (`folders.claim_folder`): a folder of the user's
+        is refused before anything is written."""
+        claim_folder(self.directory, "run", "run folder (output_dir)")
         _write_atomic(self.directory / "config.json", config_json)
 
     def write_results(self, results: pd.DataFrame, per_user: pd.DataFrame) -> None:
@@ -192,8 +196,8 @@ class RunArtifact:
         return Path(prepared)
 
     def features_dir(self, label: str) -> Path:
-        """Where the run keeps the FeatureSet `label`."""
-        return self.directory / "features" / label
+        """Where the run keeps the FeatureSet `label` (a name, never a path: see `vlmrec.names`)."""
+        return self.directory / "features" / safe_name(label, "features label")
 
     def cell(self, key: str) -> CellArtifact:
         """The cell `key` of this run (complete or not: see `CellArtifact.complete`)."""

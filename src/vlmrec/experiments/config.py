@@ -16,6 +16,7 @@ from vlmrec.evaluation.segments import BEYOND_METRICS, SegmentGroup
 from vlmrec.features.combine.controls import ControlKind
 from vlmrec.features.combine.fusion import FusionMethod
 from vlmrec.features.extraction import MissingPolicy
+from vlmrec.names import SafeName
 
 ALL_METRICS = METRICS + BEYOND_METRICS
 
@@ -29,8 +30,10 @@ class FeatureConfig(Strict):
     """An extracted set (`extractor`), a fusion of earlier sets (`fuse` + `method`), or an
     existing FeatureSet folder (`path`)."""
 
-    name: str
-    """the label models refer to under `features` (no '~': it marks control twins)"""
+    name: SafeName
+    """the label models refer to under `features`; also its folder name, so a name, not a path (no
+    '/', '\\', leading '.', control characters or '~', which marks control twins; at most
+    100 characters)"""
     extractor: str | None = None
     """a registered extractor (see 'Extractor options' below)"""
     model: str | None = None
@@ -65,8 +68,9 @@ class FeatureConfig(Strict):
 class ModelConfig(Strict):
     name: str
     """a registered model (see 'Model hyperparameters' below)"""
-    label: str | None = None
-    """the row's name in reports (default: the model name; lets one model appear twice)"""
+    label: SafeName | None = None
+    """the row's name in reports (default: the model name); two models with the same name need
+    distinct labels (a name, not a path: no '/', '\\', leading '.' or control characters)"""
     params: dict[str, Any] = Field(default_factory=dict)
     """fixed hyperparameters"""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
@@ -77,7 +81,11 @@ class ModelConfig(Strict):
     @field_validator("features", mode="before")
     @classmethod
     def _listify(cls, v):
-        return [[x] if isinstance(x, str) else list(x) for x in (v or [])]
+        if isinstance(v, str):  # `features: text`, one name
+            v = [v]
+        if not isinstance(v, list):
+            return v  # pydantic names the type error
+        return [[x] if isinstance(x, str) else list(x) if isinstance(x, list | tuple) else x for x in v]
 
     def grid_points(self) -> list[dict[str, Any]]:
         keys = sorted(self.grid)
@@ -122,22 +130,10 @@ class EvaluationConfig(Strict):
     """METRIC@K chosen on validation; default recall@20 when 20 is a cutoff, else recall@max(ks)."""
     mask: list[MaskSplit] = Field(default_factory=_default_mask)
     """splits whose items are removed from each user's test ranking"""
-    alpha: float = Field(0.05, gt=0, lt=0.5)
-    """significance level of the verdicts (Holm over every comparison of a run)"""
-    n_boot: int = Field(5000, ge=1000, le=100_000)
-    """draws of the paired bootstrap over users and seeds that gives every interval and p"""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_rank_test(cls, data):
-        # the rank test and the bootstrap interval measured different things (issue 20): one
-        # procedure now gives both, so an old config naming a test gets told, not ignored
-        if isinstance(data, dict) and "test" in data:
-            raise ValueError(
-                f"test: {data['test']!r} is no longer an option: every verdict's interval and p now come "
-                "from one paired bootstrap over users and seeds (docs/verdict.md); delete the key"
-            )
-        return data
+    test: Literal["wilcoxon", "ttest"] = "wilcoxon"
+    """paired significance test across users (vs the best ID model and vs the shuffled twin)"""
+    alpha: float = 0.05
+    """significance level of the verdicts"""
 
     @field_validator("mask")
     @classmethod
@@ -169,12 +165,8 @@ class EvaluationConfig(Strict):
     @model_validator(mode="after")
     def _select_is_measured(self):
         # checked here, at load, so a bad value fails before any grid trains
-        ranking = [m for m in self.metrics if m in METRICS]
-        if not ranking:
-            raise ValueError(f"metrics {self.metrics}: at least one ranking metric of {list(METRICS)} is needed")
         if self.select is None:
-            default = "recall" if "recall" in ranking else ranking[0]
-            self.select = f"{default}@{20 if 20 in self.ks else max(self.ks)}"
+            self.select = f"recall@{20 if 20 in self.ks else max(self.ks)}"
         metric, _, k = self.select.partition("@")
         if metric not in METRICS or not k.isdigit():
             raise ValueError(
@@ -182,9 +174,6 @@ class EvaluationConfig(Strict):
             )
         if int(k) not in self.ks:
             raise ValueError(f"select {self.select!r}: K={k} is not among the cutoffs ks={self.ks}")
-        # the verdict and the leaderboard read the selection metric's test values: it must be measured
-        if metric not in ranking:
-            raise ValueError(f"select {self.select!r}: {metric} is not among metrics {self.metrics}; add it")
         return self
 
     @property
@@ -196,8 +185,9 @@ class EvaluationConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str
-    """the experiment's name (default run folder: runs/NAME)"""
+    name: SafeName
+    """the experiment's name (default run folder: runs/NAME), so a name, not a path (no '/', '\\',
+    leading '.' or control characters)"""
     output_dir: Path | None = None
     """the run folder (results, cells, report); a rerun resumes in it"""
     description: str = ""
@@ -231,6 +221,7 @@ class ExperimentConfig(Strict):
                     )
         from vlmrec.models import MODELS
 
+        self._distinct_rows()
         for i, m in enumerate(self.models):
             if m.name not in MODELS:
                 raise ValueError(f"models[{i}].name: unknown model {m.name!r}; available: {sorted(MODELS)}")
@@ -257,6 +248,36 @@ class ExperimentConfig(Strict):
                     f"models[{i}] ({m.name}) uses item content: list the feature sets under 'features'"
                 )
         return self
+
+    def _distinct_rows(self) -> None:
+        """Each result row once: two models with one display name (or a model listing one feature
+        combination twice) would be averaged into one row and reported as extra seeds."""
+        seen: dict[str, int] = {}
+        for i, m in enumerate(self.models):
+            if m.display in seen:
+                j = seen[m.display]
+                key = "label" if m.label is not None else "name"
+                raise ValueError(
+                    f"models[{i}].{key}: {m.display!r} is already the row name of models[{j}]; two "
+                    "entries with one name would be averaged into one row: give them distinct "
+                    "`label`s (e.g. label: " + repr(f"{m.display}-2") + ")"
+                )
+            seen[m.display] = i
+            labels: dict[str, int] = {}
+            for c, combo in enumerate(m.features):
+                twice = sorted({n for n in combo if combo.count(n) > 1})
+                if twice:
+                    raise ValueError(
+                        f"models[{i}] ({m.display}).features[{c}]: {combo} lists {twice[0]!r} twice; "
+                        "a combination names each feature set once"
+                    )
+                label = "+".join(combo)
+                if label in labels:
+                    raise ValueError(
+                        f"models[{i}] ({m.display}).features[{c}]: {label!r} is already "
+                        f"features[{labels[label]}]; list each feature combination once"
+                    )
+                labels[label] = c
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

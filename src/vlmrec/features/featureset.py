@@ -17,6 +17,7 @@ import numpy as np
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
+from vlmrec.folders import claim_folder
 from vlmrec.provenance import code_version, hash_arrays
 
 FEATURESET_FORMAT = 1
@@ -117,8 +118,10 @@ class FeatureSet:
             raise DataError(f"{source}: item ids differ from the dataset's; re-extract the features")
 
     def save(self, directory: str | Path) -> Path:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        """Write vectors.npy and manifest.json into `directory`. The folder must be new, empty or
+        a FeatureSet's (`folders.claim_folder`): a folder of the user's is refused before
+        anything is written."""
+        d = claim_folder(directory, "featureset", "feature set folder")
         tmp = d / "vectors.tmp.npy"
         np.save(tmp, self.vectors)
         tmp.replace(d / "vectors.npy")
