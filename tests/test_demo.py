@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from vlmrec.cli import app
 from vlmrec.experiments.demo import demo_configs
+from vlmrec.experiments.comparisons import ComparisonSpec
 from vlmrec.experiments.verdict import compute_verdicts, verdict_lines
 
 ID_ONLY = {"mostpop", "itemknn", "ease", "ials", "bprmf"}
@@ -41,17 +42,23 @@ def test_demo_quick(tmp_path):
         assert {"all", "head", "torso", "tail"} <= segments
         assert ("cold" in segments and "warm" in segments) == cold
 
-        # the verdict block printed at the end of the run is the one computed from its results
+        # the verdict block printed at the end of the run is the one computed from its results,
+        # and the one written to verdict.json
         per_user = pd.read_parquet(run / "per_user.parquet")
-        by_segment = compute_verdicts(pd.read_parquet(run / "results.parquet"), per_user, "recall", 20)
-        assert by_segment["all"] and "tail" in by_segment
-        lines = verdict_lines(by_segment)
+        spec = ComparisonSpec("recall", 20, n_boot=cfg.evaluation.n_boot)
+        comparisons, verdicts = compute_verdicts(pd.read_parquet(run / "results.parquet"), per_user, spec)
+        assert {v.segment for v in verdicts} >= {"all", "tail"}
+        lines = verdict_lines(verdicts)
         assert f"verdict: demo-{name}" in out
         for line in lines:
             assert line.strip() in out, line
+        saved = json.loads((run / "verdict.json").read_text())
+        assert [v["content_use"]["label"] for v in saved["verdicts"]] == [v.use for v in verdicts]
+        # one seed: the figures are there, every label is withheld
+        assert {v.use for v in verdicts} <= {"inconclusive (1 seed)", "no twin"}
+        assert all(v.worth == "inconclusive (1 seed)" for v in verdicts if v.versus_id is not None)
         if cold:
-            assert "cold" in by_segment
-            assert any(line.strip().startswith("by segment:") and "cold: content" in line for line in lines)
+            assert {"cold", "cold_only"} <= {v.segment for v in verdicts}
 
     # cold items: ID-only models rank them at the floor (recall 0 on the cold segment, never a
     # random fill), while a content model finds some of them

@@ -35,7 +35,7 @@ def test_readme_model_is_validated_scores_by_its_equation_and_round_trips(
         create_model("cooc", alpha=1.5)  # the range it declares itself
     with pytest.raises(ModelError, match="no parameter 'beta'"):
         create_model("cooc", beta=1)
-    from vlmrec.models.base import param_spec
+    from vlmrec.models import param_spec
 
     assert param_spec(cooc_model).model_fields["alpha"].description == "popularity damping"
     m = create_model("cooc", alpha=0.3).fit(community_dataset)

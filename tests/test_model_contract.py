@@ -2,7 +2,6 @@
 typed hyperparameters with ranges, scores of the right shape, batched == one user at a time,
 same seed -> same scores, clone and pickle round trips."""
 
-import inspect
 import pickle
 
 import numpy as np
@@ -10,8 +9,7 @@ import pytest
 
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models import MODELS, create_model
-from vlmrec.models.base import validate_params
+from vlmrec.models import MODELS, Recommender, create_model, param_spec, validate_params
 
 QUICK = {"epochs": 2, "batch_size": 256}
 
@@ -66,8 +64,6 @@ def test_clone_and_pickle_round_trip(fitted):
 
 
 def test_save_load_round_trip_scores_identically(fitted, tmp_path):
-    from vlmrec.models.base import Recommender
-
     name, m = fitted
     back = Recommender.load(m.save(tmp_path / name))
     assert type(back) is type(m) and back.get_params() == m.get_params()
@@ -76,13 +72,11 @@ def test_save_load_round_trip_scores_identically(fitted, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_default_params_are_valid_and_typos_are_named(name):
-    # the defaults, passed explicitly (pydantic does not check defaults it fills in itself)
-    defaults = {
-        p: v.default
-        for p, v in inspect.signature(MODELS[name].__init__).parameters.items()
-        if p != "self" and v.default is not inspect.Parameter.empty
-    }
+    # the defaults of the flat spec (a torch model's TrainingParams fields included), passed
+    # explicitly: pydantic does not check defaults it fills in itself
+    defaults = {p: f.default for p, f in param_spec(MODELS[name]).model_fields.items()}
     assert validate_params(name, defaults) == defaults
+    assert create_model(name).get_params() == defaults
     with pytest.raises(ModelError, match="no parameter .definitely_not_a_param"):
         create_model(name, definitely_not_a_param=1)
 
@@ -117,4 +111,4 @@ def test_cuda_without_cuda_is_refused():
 
 
 def test_strings_from_the_command_line_are_coerced():
-    assert create_model("bprmf", epochs="7", lr="0.01").epochs == 7
+    assert create_model("bprmf", epochs="7", lr="0.01").training.epochs == 7

@@ -13,7 +13,7 @@ import torch
 
 from vlmrec.data.dataset import build_dataset
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models import create_model
+from vlmrec.models import TrainingParams, create_model
 
 N_USERS, N_ITEMS = 9, 14
 BATCH = (
@@ -289,7 +289,7 @@ def test_negatives_come_from_training_items_only(tiny):
     )
     assert 13 in set(all_negs)
     m = create_model("bprmf", epochs=1, device="cpu")
-    assert m.negatives == "train"
+    assert m.training.negatives == "train"
 
 
 def test_learning_rate_decay_follows_the_reference_scheduler(tiny):
@@ -297,13 +297,14 @@ def test_learning_rate_decay_follows_the_reference_scheduler(tiny):
     m = create_model("lattice", epochs=3, lr=0.01, lr_decay=0.5, lr_decay_step=1, knn_k=3, device="cpu")
     m.fit(ds, {"t": FeatureSet.create(np.eye(N_ITEMS)[:, :5] + 0.1, ds, name="t")}, seed=0)
     np.testing.assert_allclose(m.lr_history_, [0.01, 0.005, 0.0025])
-    assert create_model("lattice").lr_decay == 0.96 and create_model("lattice").lr_decay_step == 50
+    assert create_model("lattice").training == TrainingParams(lr_decay=0.96, lr_decay_step=50)
 
 
 def test_reference_defaults():
     """MMRec's overall.yaml: lr 1e-3, batch 2048, 1000 epochs, stopping_step 20, 64-d embeddings."""
     for name in ("bprmf", "lightgcn", "vbpr", "lattice", "freedom", "bm3"):
         m = create_model(name)
-        assert (m.lr, m.batch_size, m.epochs, m.patience) == (1e-3, 2048, 1000, 20), name
+        t = m.training
+        assert (t.lr, t.batch_size, t.epochs, t.patience) == (1e-3, 2048, 1000, 20), name
     v = create_model("vbpr")
     assert (v.id_dim, v.content_dim, v.normalise_features) == (64, 64, False)

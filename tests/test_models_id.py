@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlmrec.errors import ModelError
+from vlmrec.errors import ConfigError, ModelError
 from vlmrec.evaluation import Evaluator
 from vlmrec.models import create_model
 from vlmrec.models.graph import user_item_adjacency
@@ -77,7 +77,7 @@ def test_early_stopping_restores_best(community_dataset):
 
 
 def test_unknown_model_and_param_are_named():
-    with pytest.raises(ModelError, match="available: .*bprmf"):
+    with pytest.raises(ConfigError, match="available: .*bprmf"):
         create_model("bpr-mf")
     with pytest.raises(ModelError, match="no parameter"):
         create_model("bprmf", learning_rate=0.1)

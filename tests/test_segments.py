@@ -157,6 +157,9 @@ def test_warm_cold_segments_by_hand():
     # cold items {3,4}: u0 rel {3} hit -> 1; u1 rel {3} miss -> 0; u2 rel {4} miss (i3 is not relevant) -> 0
     assert _values(res, "recall", 2, "cold") == {0: 1.0, 1: 0.0, 2: 0.0}
     assert _values(res, "hitrate", 2, "cold") == {0: 1.0, 1: 0.0, 2: 0.0}
+    # cold_only: warm items masked, so only {3, 4} compete: u0 top {3,4} rel {3} -> 1; u1 top {4,3}
+    # rel {3} -> 1 (i3 was third overall, behind warm i1); u2 top {3,4} rel {4} -> 1
+    assert _values(res, "recall", 2, "cold_only") == {0: 1.0, 1: 1.0, 2: 1.0}
     summary = res.summary().set_index(["metric", "k", "segment"])["value"]
     assert summary[("recall", 2, "cold")] == pytest.approx(1 / 3)
     assert summary[("recall", 2, "warm")] == 1.0
@@ -256,7 +259,7 @@ def test_config_runner_and_results_carry_segments_and_beyond_metrics(tmp_path):
     out = Runner(parse_config(raw)).run()
     res = pd.read_csv(tmp_path / "run" / "results.csv")
     per_user = pd.read_parquet(tmp_path / "run" / "per_user.parquet")
-    assert set(res["segment"]) == {"all", "warm", "cold", "head", "torso", "tail"}
+    assert set(res["segment"]) == {"all", "warm", "cold", "cold_only", "head", "torso", "tail"}
     assert set(per_user["segment"]) == set(res["segment"])
     beyond = res[res["metric"].isin(["coverage", "novelty", "tail_share"])]
     assert set(beyond["segment"]) == {"all"} and len(beyond) == 2 * 3

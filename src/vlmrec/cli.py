@@ -38,8 +38,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(e: Exception) -> None:
-    # escape: messages name fields such as [text] that rich would read as markup and drop
-    console.print(f"[bold red]error:[/] {escape(str(e))}")
+    # escape: messages name fields such as [text] that rich would read as markup and drop;
+    # soft_wrap: an error is never broken into lines by the terminal's width (logs, grep, tests)
+    console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -579,17 +580,10 @@ def run(
 
 def _run_and_show(cfg, report_after: bool = True):
     """Run a config, print its leaderboard (segment "all"), write the report, and end with the
-    verdict block: one line per content row (helps / is ignored / hurts / used, both gaps)."""
-    from vlmrec.experiments.leaderboard import format_markdown
+    verdict block: one line per content row with its two labels (content use, worth) and gaps."""
+    from vlmrec.experiments.leaderboard import format_markdown, leaderboard
     from vlmrec.experiments.report import write_report
     from vlmrec.experiments.runner import run_experiment
-    from vlmrec.experiments.verdict import (
-        compute_verdicts,
-        label_counts,
-        safe_leaderboard,
-        verdict_lines,
-        verdict_summary,
-    )
 
     output = run_experiment(
         cfg,
@@ -599,28 +593,35 @@ def _run_and_show(cfg, report_after: bool = True):
         f"[bold]{escape(cfg.name)}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
         f"results: {escape(str(output.out_dir / 'results.csv'))}"
     )
-    metric, k = cfg.evaluation.select_metric
-    test, alpha = cfg.evaluation.test, cfg.evaluation.alpha
-    board = safe_leaderboard(output.results, output.per_user, metric, k, test, alpha)
+    spec = output.comparisons.spec
+    board = leaderboard(output.results, output.per_user, spec.metric, spec.k, comparisons=output.comparisons)
     console.print(format_markdown(board), markup=False, soft_wrap=True)
     if report_after:
-        path = write_report(output.out_dir, metric, k)
+        path = write_report(output.out_dir, spec.metric, spec.k)
         console.print(f"report: {escape(str(path))}")
-    by_segment = compute_verdicts(output.results, output.per_user, metric, k, test, alpha)
-    overall = by_segment.get("all", [])
-    title = f"verdict: {cfg.name}" + (f" ({verdict_summary(label_counts(overall))})" if overall else "")
-    console.print(f"[bold]{escape(title)}[/]")
-    colour = {"helps": "green", "hurts": "red", "ignored": "yellow", "used": "yellow"}
-    lines = verdict_lines(by_segment)
-    labels = [v.label for v in overall]
-    row = 0
-    for line in lines:
-        if line.startswith("    ") or not overall:
+    print_verdict(cfg.name, output)
+    return output
+
+
+def print_verdict(name: str, output) -> None:
+    """The verdict block: a title, one short line per content row (segments whose labels differ
+    indented below it), the procedure said once, and where the details are."""
+    from vlmrec.experiments.verdict import TONE, procedure_note, verdict_lines, verdict_summary
+
+    verdicts = output.verdicts
+    console.print(f"[bold]{escape(f'verdict: {name} ({verdict_summary(verdicts)})')}[/]", soft_wrap=True)
+    colour = {"good": "green", "bad": "red"}
+    overall = {v.line(): v for v in verdicts if v.segment == "all"}
+    for line in verdict_lines(verdicts):
+        v = overall.get(line)
+        if v is None:
             console.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
             continue
-        console.print(f"[{colour[labels[row]]}]●[/] {escape(line)}", soft_wrap=True)
-        row += 1
-    return output
+        tone = colour.get(TONE.get(v.worth, ""), colour.get(TONE.get(v.use, ""), "yellow"))
+        console.print(f"[{tone}]●[/] {escape(line)}", soft_wrap=True)
+    if overall:
+        console.print(f"[dim]{escape(procedure_note(output.comparisons))}[/]", soft_wrap=True)
+        console.print(f"[dim]details: {escape(str(output.out_dir / 'verdict.json'))}[/]", soft_wrap=True)
 
 
 @app.command()

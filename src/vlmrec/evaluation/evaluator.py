@@ -9,7 +9,9 @@ always a prefix of top-20 and a metric at K does not depend on which other cutof
 
 Segments (`segments=("cold", "popularity")`) and beyond-accuracy metrics (coverage, novelty,
 tail_share) are defined in `vlmrec.evaluation.segments`; every per-user row carries a `segment`
-("all" unless restricted to warm/cold/head/torso/tail items).
+("all" unless restricted to warm/cold/head/torso/tail items). Group "cold" adds a third segment,
+"cold_only": the user's cold test items ranked among the cold items alone (every warm item
+masked), beside "cold", where cold items compete with the whole catalogue.
 """
 
 from __future__ import annotations
@@ -123,6 +125,10 @@ class Evaluator:
         # item masks of the requested segments (tail also drives tail_share)
         self.item_segments = item_segments(train, self.segments)
         self.tail = item_segments(train, ("popularity",))["tail"]
+        # "cold_only": cold test items ranked among the cold items alone (warm items masked), so
+        # "no cold item reaches the top-K" is told apart from "the content carries no signal"
+        cold = self.item_segments.get("cold")
+        self.cold_only = cold if cold is not None and cold.any() else None
         self.novelty = novelty_weights(train)
         self.n_items = dataset.n_items
 
@@ -133,9 +139,13 @@ class Evaluator:
 
     def topk(self, model: Scorer, users: np.ndarray, k: int) -> np.ndarray:
         """Top-k item ids per user after masking seen items (users x k), ties by lowest index."""
+        return stable_topk(self._masked_scores(model, users), k).numpy()
+
+    def _masked_scores(self, model: Scorer, users: np.ndarray) -> torch.Tensor:
+        """The model's scores for `users` with their seen items at -inf."""
         scores = torch.as_tensor(np.asarray(model.score(users), dtype=np.float32))
         mask_rows(scores, self.exclude, users)
-        return stable_topk(scores, k).numpy()
+        return scores
 
     def evaluate(self, model: Scorer) -> EvalResult:
         max_k = max(self.ks)
@@ -143,7 +153,8 @@ class Evaluator:
         seen = {k: np.zeros(self.n_items, dtype=bool) for k in self.ks}  # for coverage@k
         for start in range(0, len(self.users), self.batch_size):
             users = self.users[start : start + self.batch_size]
-            top = self.topk(model, users, max_k)
+            scores = self._masked_scores(model, users)
+            top = stable_topk(scores, max_k).numpy()  # (turns NaN scores into -inf in place)
             target = self.target[users]
             hits = _lookup(target, top)
             n_rel = np.diff(target.indptr)
@@ -158,6 +169,8 @@ class Evaluator:
                     seg_hits = hits[keep] & members[top[keep]]
                     values = ranking_metrics(seg_hits, n_seg[keep], self.ks, self.metrics)
                     frames += _rows(users[keep], values, name)
+            if self.cold_only is not None and self.metrics:
+                frames += self._cold_only_rows(scores, users, target, max_k)
             if self.beyond:
                 frames += _rows(
                     users, beyond_metrics(top, self.ks, self.beyond, self.novelty, self.tail), "all"
@@ -173,6 +186,24 @@ class Evaluator:
         ]
         set_level = pd.DataFrame(set_rows, columns=SET_COLUMNS) if len(self.users) else None
         return EvalResult(per_user, set_level)
+
+    def _cold_only_rows(
+        self, scores: torch.Tensor, users: np.ndarray, target: sp.csr_matrix, max_k: int
+    ) -> list[pd.DataFrame]:
+        """Per-user metrics of segment "cold_only" for the users of a batch with a cold relevant
+        item: warm items masked, relevance restricted to cold items."""
+        assert self.cold_only is not None
+        cold = self.cold_only
+        n_cold = np.asarray(target @ cold.astype(np.float64)).ravel().astype(np.int64)
+        keep = np.flatnonzero(n_cold > 0)
+        if not len(keep):
+            return []
+        block = scores[torch.as_tensor(keep)]
+        block[:, torch.as_tensor(~cold)] = -torch.inf
+        top = stable_topk(block, max_k).numpy()
+        hits = _lookup(target[keep], top) & cold[top]
+        values = ranking_metrics(hits, n_cold[keep], self.ks, self.metrics)
+        return _rows(users[keep], values, "cold_only")
 
 
 def _rows(users: np.ndarray, values: dict[tuple[str, int], np.ndarray], segment: str) -> list[pd.DataFrame]:

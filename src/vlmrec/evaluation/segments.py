@@ -4,6 +4,9 @@ Segments split a test user's relevant items by a property of the item, always fr
 *training* split (so they apply to any split, `cold-items` or not):
 
 - `warm` / `cold` (group "cold"): whether the item has at least one training interaction.
+  `cold_only` (also group "cold"): the same cold items, ranked among the cold items alone (every
+  warm item masked), so a model whose cold items never reach the top-K of the whole catalogue
+  still shows whether it orders the cold items well.
 - `head` / `torso` / `tail` (group "popularity"): the item's number of training interactions
   c_i. Items are ranked by c_i (descending); with T the training interactions in all,
   `head_min_count` is the count of the item at which the running total first reaches T/3 and
@@ -35,8 +38,12 @@ import scipy.sparse as sp
 
 SegmentGroup = Literal["popularity", "cold"]
 SEGMENT_GROUPS: tuple[str, ...] = ("popularity", "cold")
-Segment = Literal["all", "warm", "cold", "head", "torso", "tail"]
-SEGMENTS: dict[str, tuple[str, ...]] = {"cold": ("warm", "cold"), "popularity": ("head", "torso", "tail")}
+Segment = Literal["all", "warm", "cold", "cold_only", "head", "torso", "tail"]
+#: the segments each group adds; "cold_only" ranks cold items among cold items (see the evaluator)
+SEGMENTS: dict[str, tuple[str, ...]] = {
+    "cold": ("warm", "cold", "cold_only"),
+    "popularity": ("head", "torso", "tail"),
+}
 BEYOND_METRICS: tuple[str, ...] = ("coverage", "novelty", "tail_share")
 SET_METRICS: tuple[str, ...] = ("coverage",)  # one value per run, no per-user values
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -30,6 +30,8 @@ class CellResult:
     per_user: pd.DataFrame  # user, metric, k, value (+ identifying columns)
     valid_score: float
     seconds: float
+    #: the selection metric on validation per segment ("all" = valid_score)
+    valid_by_segment: dict[str, float] = field(default_factory=dict)
 
 
 def features_label(features: dict[str, FeatureSet] | None) -> str:
@@ -70,7 +72,8 @@ def run_cell(
         seed=seed,
         validator=validator if has_valid else None,
     )
-    valid_score = validator(model) if has_valid else float("nan")
+    valid_by_segment = validation_by_segment(model, dataset, select_metric, segments) if has_valid else {}
+    valid_score = valid_by_segment.get("all", float("nan"))
     test = Evaluator(dataset, "test", ks=ks, metrics=metrics, mask=tuple(mask), segments=segments).evaluate(
         model
     )
@@ -79,7 +82,12 @@ def run_cell(
     results = summary.assign(
         dataset=dataset.name, split="test", mask="+".join(mask), features=label, model=model_name, seed=seed
     )
-    results = results[RESULT_COLUMNS]
+    results = results[RESULT_COLUMNS].assign(
+        # each row carries the validation score of its own segment, so the best ID-only reference
+        # can be chosen per segment on validation (NaN: no validation user in that segment)
+        valid_score=results["segment"].map(valid_by_segment).astype(float),
+        valid_segment=results["segment"],
+    )
     per_user = test.per_user.assign(dataset=dataset.name, features=label, model=model_name, seed=seed)
     seconds = time.perf_counter() - t0
     log.info(
@@ -92,4 +100,15 @@ def run_cell(
         valid_score,
         seconds,
     )
-    return CellResult(model, results, per_user, valid_score, seconds)
+    return CellResult(model, results, per_user, valid_score, seconds, valid_by_segment)
+
+
+def validation_by_segment(
+    model: Recommender, dataset: Dataset, select_metric: tuple[str, int], segments: Sequence[str]
+) -> dict[str, float]:
+    """The selection metric on validation, overall ("all") and per item segment."""
+    metric, k = select_metric
+    result = Evaluator(dataset, "valid", ks=[k], metrics=[metric], segments=segments).evaluate(model)
+    summary = result.summary()
+    sel = summary[(summary["metric"] == metric) & (summary["k"] == k)]
+    return {str(seg): float(v) for seg, v in zip(sel["segment"], sel["value"])}

@@ -130,10 +130,22 @@ class EvaluationConfig(Strict):
     """METRIC@K chosen on validation; default recall@20 when 20 is a cutoff, else recall@max(ks)."""
     mask: list[MaskSplit] = Field(default_factory=_default_mask)
     """splits whose items are removed from each user's test ranking"""
-    test: Literal["wilcoxon", "ttest"] = "wilcoxon"
-    """paired significance test across users (vs the best ID model and vs the shuffled twin)"""
-    alpha: float = 0.05
-    """significance level of the verdicts"""
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    """significance level of the verdicts (Holm over every comparison of a run)"""
+    n_boot: int = Field(5000, ge=1000, le=100_000)
+    """draws of the paired bootstrap over users and seeds that gives every interval and p"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_rank_test(cls, data):
+        # the rank test and the bootstrap interval measured different things (issue 20): one
+        # procedure now gives both, so an old config naming a test gets told, not ignored
+        if isinstance(data, dict) and "test" in data:
+            raise ValueError(
+                f"test: {data['test']!r} is no longer an option: every verdict's interval and p now come "
+                "from one paired bootstrap over users and seeds (docs/verdict.md); delete the key"
+            )
+        return data
 
     @field_validator("mask")
     @classmethod
@@ -165,8 +177,12 @@ class EvaluationConfig(Strict):
     @model_validator(mode="after")
     def _select_is_measured(self):
         # checked here, at load, so a bad value fails before any grid trains
+        ranking = [m for m in self.metrics if m in METRICS]
+        if not ranking:
+            raise ValueError(f"metrics {self.metrics}: at least one ranking metric of {list(METRICS)} is needed")
         if self.select is None:
-            self.select = f"recall@{20 if 20 in self.ks else max(self.ks)}"
+            default = "recall" if "recall" in ranking else ranking[0]
+            self.select = f"{default}@{20 if 20 in self.ks else max(self.ks)}"
         metric, _, k = self.select.partition("@")
         if metric not in METRICS or not k.isdigit():
             raise ValueError(
@@ -174,6 +190,9 @@ class EvaluationConfig(Strict):
             )
         if int(k) not in self.ks:
             raise ValueError(f"select {self.select!r}: K={k} is not among the cutoffs ks={self.ks}")
+        # the verdict and the leaderboard read the selection metric's test values: it must be measured
+        if metric not in ranking:
+            raise ValueError(f"select {self.select!r}: {metric} is not among metrics {self.metrics}; add it")
         return self
 
     @property

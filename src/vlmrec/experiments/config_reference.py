@@ -1,6 +1,6 @@
 """docs/config.md: every key of the experiment YAML, generated from the pydantic schema.
 
-The schema (`experiments/config.py`), each model's hyperparameter spec (`models.base.param_spec`)
+The schema (`experiments/config.py`), each model's hyperparameter spec (`models.params.param_spec`, read from its signature)
 and each extractor's options model (`features/registry.py`) are the single source: this module
 only renders them, and a test keeps the checked-in file equal to what it renders.
 
@@ -111,8 +111,7 @@ def config_reference() -> str:
         ModelConfig,
     )
     from vlmrec.features.registry import SPECS
-    from vlmrec.models import MODELS
-    from vlmrec.models.base import param_spec
+    from vlmrec.models import MODELS, param_spec
 
     out = [HEADER, "## Top level", "", *_table(ExperimentConfig, "")]
     for title, model, prefix in (

@@ -1,11 +1,10 @@
-"""The leaderboard: mean +- CI over seeds per (model, features), and how sure each gain is.
+"""The leaderboard: mean, CI and seed spread per (model, features) row, and its comparisons.
 
-Each content row is tested, paired by user (per-user values averaged over seeds), against
-(a) the best ID-only baseline, chosen on the VALIDATION score (the run's selection metric,
-averaged over seeds; never on test), and (b) its own shuffled-feature twin; all p-values of a dataset
-are Holm-corrected together. CI: a seeded bootstrap over test users of the per-user values
-averaged over seeds (the uncertainty of the test sample, which deterministic models have too);
-`seed_std` shows the spread across training seeds beside it.
+A row's CI is a seeded bootstrap over test users of the per-user values averaged over seeds (the
+uncertainty of the test sample, which deterministic models have too); `seed_std` shows the spread
+across training seeds beside it. The comparisons of content rows (against the segment's best ID
+model, chosen on validation, and against their own content twins) are not made here: they come
+from `experiments.comparisons`, the one procedure the verdict uses too.
 """
 
 from __future__ import annotations
@@ -15,11 +14,10 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from vlmrec.evaluation.significance import bootstrap_ci, holm, paired_test
+from vlmrec.evaluation.significance import bootstrap_ci
+from vlmrec.experiments.comparisons import ROW, RowKey, RunComparisons, best_id_reference
 from vlmrec.experiments.results import segment_rows
 
-ROW = ["dataset", "model", "features", "control"]
-RowKey = tuple[str, str, str, str]  # one leaderboard row: its values of the ROW columns
 MASK_TEXT = {
     "train": "train items (validation items stay rankable, the MMRec convention)",
     "train+valid": "train and validation items",
@@ -43,91 +41,105 @@ def leaderboard(
     per_user: pd.DataFrame,
     metric: str = "recall",
     k: int = 20,
-    test: str = "wilcoxon",
-    alpha: float = 0.05,
-    extra: list[tuple[str, int]] | None = None,
     segment: str = "all",
+    extra: list[tuple[str, int]] | None = None,
+    comparisons: RunComparisons | None = None,
 ) -> pd.DataFrame:
     """The leaderboard of one metric@k on one `segment` ("all" by default; tables without a
-    segment column are all "all")."""
-    rows = []
-    results = segment_rows(results, segment)
-    per_user = segment_rows(per_user, segment)
+    segment column are all "all").
+
+    Rows without per-user values of the metric are left out. With `comparisons` (made for this
+    metric@k by `compare_run`), each content row gets its comparison columns: `vs_id_*` against
+    the segment's best ID model and `vs_shuffled_*` / `vs_random_*` against its twins (diff,
+    ci_low, ci_high, p_holm, outcome); `content_gap` is the diff vs the shuffled twin."""
+    results = segment_rows(with_control(results), segment)
+    per_user = segment_rows(with_control(per_user), segment)
     sel = results[(results["metric"] == metric) & (results["k"] == k)]
     pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
     user_means = pu.groupby([*ROW, "user"])["value"].mean()
+    have = {tuple(key[:-1]) for key in user_means.index} if len(user_means) else set()
+    rows = []
     for keys, g in sel.groupby(ROW, sort=False):
         key = cast(RowKey, keys)  # the ROW columns hold strings
-        values = g["value"].to_numpy()
-        lo, hi = bootstrap_ci(user_means.loc[key].to_numpy(), seed=0)
-        row = dict(
-            zip(ROW, key),
-            mean=values.mean(),
-            ci_low=lo,
-            ci_high=hi,
-            seeds=len(values),
-            seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            valid_mean=float(g["valid_score"].mean()) if "valid_score" in g else np.nan,
-        )
-        if "grid_size" in g:
-            row["grid_size"] = int(g["grid_size"].iloc[0])
-        for m2, k2 in extra or []:
-            by_row = results[(results["metric"] == m2) & (results["k"] == k2)].set_index(ROW)
-            v2 = by_row["value"].loc[[key]] if key in by_row.index else pd.Series(dtype=float)
-            row[f"{m2}@{k2}"] = float(v2.mean()) if len(v2) else np.nan
-        rows.append(row)
+        if key not in have:
+            continue
+        rows.append(_row(key, g, user_means.loc[key].to_numpy(), results, extra))
     board = pd.DataFrame(rows)
     if board.empty:
         return board
     board["kind"] = np.where(
         board["control"] != "none", "control", np.where(board["features"] == "none", "id-only", "content")
     )
-    tests: list[tuple[int, str, float]] = []  # (row index, column, p)
-    for _, b in board.groupby("dataset"):
-        # the reference is chosen on validation, never on test; no validation score, no reference
-        ids = b[(b["kind"] == "id-only") & b["valid_mean"].notna()]
-        # board's index is a RangeIndex: its labels are ints
-        best_id = ids.loc[cast(int, ids["valid_mean"].idxmax())] if len(ids) else None
-        board.loc[b.index, "best_id_baseline"] = best_id["model"] if best_id is not None else None
-        for label, r in b[b["kind"] == "content"].iterrows():
-            idx = cast(int, label)
-            mine = user_means.loc[tuple(r[c] for c in ROW)]
-            if best_id is not None:
-                ref = user_means.loc[tuple(best_id[c] for c in ROW)]
-                common = mine.index.intersection(ref.index)
-                board.loc[idx, "vs_id_diff"] = float(mine[common].mean() - ref[common].mean())
-                tests.append(
-                    (idx, "vs_id", paired_test(mine[common].to_numpy(), ref[common].to_numpy(), test))
-                )
-            twin = b[
-                (b["model"] == r["model"])
-                & (b["control"] == "shuffled")
-                & (b["features"].str.replace("~shuffled", "", regex=False) == r["features"])
-            ]
-            if len(twin):
-                t = twin.iloc[0]
-                ref = user_means.loc[tuple(t[c] for c in ROW)]
-                common = mine.index.intersection(ref.index)
-                board.loc[idx, "content_gap"] = r["mean"] - t["mean"]
-                tests.append(
-                    (idx, "vs_shuffled", paired_test(mine[common].to_numpy(), ref[common].to_numpy(), test))
-                )
-    if tests:
-        for dataset in board["dataset"].unique():
-            ts = [t for t in tests if board.loc[t[0], "dataset"] == dataset]
-            adj = holm([p for _, _, p in ts])
-            for (idx, col, p), pa in zip(ts, adj):
-                board.loc[idx, f"{col}_p"] = p
-                board.loc[idx, f"{col}_p_holm"] = pa
-                board.loc[idx, f"{col}_sig"] = bool(pa < alpha)
+    for dataset, b in board.groupby("dataset"):
+        best, _ = best_id_reference(results[results["dataset"] == dataset], segment)
+        board.loc[b.index, "best_id_baseline"] = None if best is None else best[1]
+    if comparisons is not None:
+        _attach(board, comparisons, segment)
     board["metric"] = f"{metric}@{k}"
+    board["segment"] = segment
     board["mask"] = results_mask(results)
     return board.sort_values(["dataset", "mean"], ascending=[True, False]).reset_index(drop=True)
 
 
+def with_control(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a `control` column ("none" where missing: tables written before controls)."""
+    return frame if "control" in frame.columns else frame.assign(control="none")
+
+
+def _row(
+    key: RowKey,
+    cells: pd.DataFrame,
+    user_values: np.ndarray,
+    results: pd.DataFrame,
+    extra: list[tuple[str, int]] | None,
+) -> dict:
+    """One leaderboard row: mean over seeds, bootstrap CI over users, seed spread, validation."""
+    values = cells["value"].to_numpy()
+    lo, hi = bootstrap_ci(user_values, seed=0)
+    row = dict(
+        zip(ROW, key),
+        mean=values.mean(),
+        ci_low=lo,
+        ci_high=hi,
+        seeds=len(values),
+        seed_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        valid_mean=float(cells["valid_score"].mean()) if "valid_score" in cells else np.nan,
+    )
+    if "grid_size" in cells:
+        row["grid_size"] = int(cells["grid_size"].iloc[0])
+    for m2, k2 in extra or []:
+        by_row = results[(results["metric"] == m2) & (results["k"] == k2)].set_index(ROW)
+        v2 = by_row["value"].loc[[key]] if key in by_row.index else pd.Series(dtype=float)
+        row[f"{m2}@{k2}"] = float(v2.mean()) if len(v2) else np.nan
+    return row
+
+
+COMPARISON_PREFIX = {"shuffled twin": "vs_shuffled", "random twin": "vs_random"}
+
+
+def _attach(board: pd.DataFrame, comparisons: RunComparisons, segment: str) -> None:
+    """Copy each content row's comparisons of `segment` into its leaderboard columns."""
+    index = {tuple(r[c] for c in ROW): i for i, r in board.iterrows()}
+    for c in comparisons.comparisons:
+        i = index.get(c.row)
+        if c.segment != segment or i is None:
+            continue
+        prefix = "vs_id" if c.question == "worth" else COMPARISON_PREFIX.get(c.reference, "vs_twin")
+        for name, value in (
+            ("diff", c.diff),
+            ("ci_low", c.ci_low),
+            ("ci_high", c.ci_high),
+            ("p_holm", c.p_holm),
+            ("outcome", c.outcome_text()),
+        ):
+            board.loc[i, f"{prefix}_{name}"] = value
+        if prefix == "vs_shuffled":
+            board.loc[i, "content_gap"] = c.diff
+
+
 def format_markdown(board: pd.DataFrame) -> str:
-    """A Markdown table with significance marks: * beats/differs from the best ID-only baseline,
-    and dagger = differs from its own shuffled-content twin (Holm-corrected)."""
+    """A Markdown table: each content row's difference to the best ID-only model and to its
+    shuffled twin, with the comparison's outcome (better / worse / no difference / inconclusive)."""
     if board.empty:
         return "(no results)"
     metric = board["metric"].iloc[0]
@@ -168,8 +180,9 @@ def format_markdown(board: pd.DataFrame) -> str:
     )
     lines.append("")
     lines.append(
-        "CI: bootstrap over test users. p-values: paired test over users, Holm-corrected within the "
-        "dataset; * = significant at the configured alpha (better/worse than the reference). "
+        "CI: bootstrap over test users. vs best ID / vs shuffled: mean per-user difference, outcome "
+        "from the paired bootstrap over users and seeds (Holm over the run's comparisons; "
+        "better/worse need >= 3 seeds agreeing in sign). "
         "Content gap = real features minus the model's own shuffled-feature twin."
         + (
             " Grid = hyperparameter points tried for the row (chosen once on validation, mean over seeds)."
@@ -181,10 +194,7 @@ def format_markdown(board: pd.DataFrame) -> str:
 
 
 def _mark(r: pd.Series, col: str) -> str:
-    if f"{col}_p_holm" not in r or pd.isna(r.get(f"{col}_p_holm")):
+    """E.g. `+0.0106, better` from a row's comparison columns (empty when it has none)."""
+    if pd.isna(r.get(f"{col}_diff")):
         return ""
-    text = f"p={r[f'{col}_p_holm']:.3g}"
-    if r[f"{col}_sig"]:
-        diff = r.get("vs_id_diff") if col == "vs_id" else r.get("content_gap")
-        text += " * " + ("better" if diff is not None and diff > 0 else "worse")
-    return text
+    return f"{r[f'{col}_diff']:+.4f}, {r[f'{col}_outcome']}"

@@ -15,19 +15,19 @@ import pandas as pd
 from vlmrec.data.dataset import Dataset
 from vlmrec.evaluation.significance import bootstrap_ci
 from vlmrec.experiments.artifacts import RunArtifact
+from vlmrec.experiments.comparisons import ComparisonSpec, RunComparisons
 from vlmrec.experiments.leaderboard import ROW, describe_mask, format_markdown, leaderboard, results_mask
 from vlmrec.experiments.verdict import (
     BEYOND_ACCURACY,
+    SEGMENT_NAMES,
+    TONE,
     Verdict,
+    by_segment,
     compute_verdicts,
-    direction,
     format_p,
-    label_counts,
-    paired_gap,
-    safe_leaderboard,
+    procedure_note,
     segment_rows,
     segments_present,
-    user_means,
     verdict_lines,
     verdict_summary,
 )
@@ -168,21 +168,16 @@ def _row_label(model: str, features: str) -> str:
     return f"{model} [{features}]"
 
 
-def compact_board(
-    results: pd.DataFrame,
-    per_user: pd.DataFrame,
-    metric: str,
-    k: int,
-    test: str = "wilcoxon",
-    alpha: float = 0.05,
-) -> pd.DataFrame:
+def compact_board(results: pd.DataFrame, per_user: pd.DataFrame, comparisons: RunComparisons) -> pd.DataFrame:
     """The seeds' leaderboard columns, as text: model, features, metric@K and nDCG@K with their
-    CI, p vs best ID and p vs shuffled with better/worse (segment "all" only)."""
-    board = safe_leaderboard(results, per_user, metric, k, test, alpha)
+    CI, and each content row's gap vs the best ID model and vs its shuffled twin with the
+    comparison's outcome (segment "all" only)."""
+    metric, k = comparisons.spec.metric, comparisons.spec.k
+    board = leaderboard(results, per_user, metric, k, comparisons=comparisons)
     if board.empty:
         return pd.DataFrame()
     second = "ndcg" if metric != "ndcg" else "recall"
-    other = safe_leaderboard(results, per_user, second, k, test, alpha)
+    other = leaderboard(results, per_user, second, k)
     other_by_row = other.set_index(ROW) if not other.empty else None
     rows = []
     for _, r in board.iterrows():
@@ -197,8 +192,8 @@ def compact_board(
             row[f"{_metric_name(second)}@{k} (95% CI)"] = (
                 _with_ci(o["mean"], o["ci_low"], o["ci_high"]) if o is not None else ""
             )
-        row["p vs best ID"] = _p_cell(r, "vs_id", r.get("vs_id_diff"))
-        row["p vs shuffled"] = _p_cell(r, "vs_shuffled", r.get("content_gap"))
+        row["vs best ID"] = _gap_cell(r, "vs_id")
+        row["vs shuffled"] = _gap_cell(r, "vs_shuffled")
         if board["dataset"].nunique() > 1:
             row = {"dataset": r["dataset"], **row}
         rows.append(row)
@@ -213,12 +208,12 @@ def _with_ci(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.4f} ({lo:.4f}–{hi:.4f})"
 
 
-def _p_cell(r: pd.Series, col: str, diff) -> str:
-    p = r.get(f"{col}_p_holm")
-    if p is None or pd.isna(p):
+def _gap_cell(r: pd.Series, col: str) -> str:
+    """E.g. `+0.0106 (p 0.004), better`: a row's comparison, empty when it has none."""
+    diff = r.get(f"{col}_diff")
+    if diff is None or pd.isna(diff):
         return ""
-    word = direction(float(diff) if diff is not None and pd.notna(diff) else None, bool(r.get(f"{col}_sig")))
-    return f"{format_p(float(p))}, {word}" if word else format_p(float(p))
+    return f"{float(diff):+.4f} (p {format_p(float(r[f'{col}_p_holm']))}), {r[f'{col}_outcome']}"
 
 
 def _plt():
@@ -230,8 +225,15 @@ def _plt():
     return plt
 
 
+def _shuffled_twin(v: Verdict):
+    """The verdict's comparison with its shuffled twin (None when the run has none)."""
+    return next((t for t in v.twins if t.reference == "shuffled twin"), None)
+
+
 def _verdict_gap_chart(verdicts: list[Verdict]) -> str | None:
-    """Per content row: the gap to its shuffled twin and to the best ID baseline, with 95% CIs."""
+    """Per content row: the gap to its shuffled twin and to the best ID model, with the intervals
+    of the verdict's comparisons (Holm level)."""
+    verdicts = [v for v in verdicts if v.twins]
     if not verdicts:
         return None
     plt = _plt()
@@ -239,8 +241,8 @@ def _verdict_gap_chart(verdicts: list[Verdict]) -> str | None:
     y = np.arange(len(verdicts))
     fig, ax = plt.subplots(figsize=(8, max(2.2, 0.55 * len(verdicts) + 1)))
     for off, name, colour, get in (
-        (-0.2, "real minus shuffled twin", "#DD8452", lambda v: v.vs_shuffled),
-        (0.2, "real minus best ID baseline", "#4C72B0", lambda v: v.vs_id),
+        (-0.2, "real minus shuffled twin", "#DD8452", _shuffled_twin),
+        (0.2, "real minus best ID model", "#4C72B0", lambda v: v.versus_id),
     ):
         gaps = [get(v) for v in verdicts]
         mean = np.array([g.diff if g else np.nan for g in gaps])
@@ -250,24 +252,35 @@ def _verdict_gap_chart(verdicts: list[Verdict]) -> str | None:
         ax.barh(y + off, mean, height=0.38, xerr=err, color=colour, capsize=3, label=name)
     ax.set_yticks(y, labels)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel(f"{verdicts[0].metric} difference (95% bootstrap CI over users)")
+    ax.set_xlabel(f"{verdicts[0].metric} difference (bootstrap interval over users and seeds, Holm level)")
     ax.set_title("Content gap")
     ax.legend(loc="best", fontsize=8)
     return _png(fig)
 
 
 def segment_table(
-    results: pd.DataFrame, per_user: pd.DataFrame, segments: list[str], metric: str, k: int
+    results: pd.DataFrame, per_user: pd.DataFrame, segments: list[str], comparisons: RunComparisons
 ) -> pd.DataFrame:
     """Mean metric@k (per-user, averaged over seeds) per row and segment, with bootstrap CIs,
-    plus each content row's gap to its shuffled twin per segment. Controls are not rows of their own."""
+    plus each content row's gap to its shuffled twin per segment (the verdict's comparison, with
+    its interval). Controls are not rows of their own."""
+    metric, k = comparisons.spec.metric, comparisons.spec.k
+    twin_gap = {
+        (c.row, c.segment): (c.diff, c.ci_low, c.ci_high)
+        for c in comparisons.comparisons
+        if c.reference == "shuffled twin"
+    }
     rows = []
     for seg in segments:
-        means = user_means(segment_rows(per_user, seg), metric, k)
+        pu = segment_rows(per_user, seg)
+        pu = pu[(pu["metric"] == metric) & (pu["k"] == k)]
+        if "control" not in pu.columns:
+            pu = pu.assign(control="none")
+        means = pu.groupby([*ROW, "user"])["value"].mean()
         if means.empty:
             continue
         index = means.index
-        assert isinstance(index, pd.MultiIndex)  # user_means groups by ROW + user
+        assert isinstance(index, pd.MultiIndex)  # grouped by ROW + user
         keys = index.droplevel("user").unique()
         for key in keys:
             rec = dict(zip(ROW, key))
@@ -275,10 +288,7 @@ def segment_table(
                 continue
             mine = means.loc[key]
             lo, hi = bootstrap_ci(mine.to_numpy(), seed=0)
-            twin_key = (rec["dataset"], rec["model"], f"{rec['features']}~shuffled", "shuffled")
-            gap = (np.nan, np.nan, np.nan)
-            if rec["features"] != "none" and twin_key in keys:
-                gap = paired_gap(mine, means.loc[twin_key])
+            gap = twin_gap.get((tuple(key), seg), (np.nan, np.nan, np.nan))
             rows.append(
                 {
                     **rec,
@@ -377,7 +387,7 @@ CSS = (
     ".verdict h2{margin-top:.3em}.verdict ul{padding-left:1.1em;margin:.3em 0}"
     ".verdict li{margin:.35em 0;font-size:14px}.seg{color:#555;font-size:13px}"
     ".badge{display:inline-block;padding:0 .45em;border-radius:3px;color:#fff;font-weight:600}"
-    ".helps{background:#2e7d32}.hurts{background:#c62828}.ignored{background:#757575}.used{background:#b07b00}"
+    ".good{background:#2e7d32}.bad{background:#c62828}.neutral{background:#757575}"
     ".note{color:#555;font-size:13px}"
     "details{margin:.6em 0}summary{cursor:pointer;font-weight:600}"
     ".gallery{display:flex;flex-wrap:wrap;gap:12px}.card{width:170px;font-size:12px;border:1px solid #ddd;"
@@ -385,40 +395,45 @@ CSS = (
 )
 
 
-def _verdict_html(by_segment: dict[str, list[Verdict]]) -> str:
-    overall = by_segment.get("all", [])
-    parts = ["<section id='verdict' class='verdict'><h2>Verdict: does content help?</h2>"]
+def _verdict_html(verdicts: list[Verdict], comparisons: RunComparisons) -> str:
+    """The verdict block: per content row its two labels as badges, the segments whose labels
+    differ below it, and the procedure said once."""
+    overall = [v for v in verdicts if v.segment == "all"]
+    parts = ["<section id='verdict' class='verdict'><h2>Verdict: does the content help, and is it used?</h2>"]
     if not overall:
-        parts.append(f"<p>{html.escape(verdict_lines(by_segment)[0])}</p></section>")
+        parts.append(f"<p>{html.escape(verdict_lines(verdicts)[0])}</p></section>")
         return "".join(parts)
-    parts.append(
-        f"<p class='note'>{html.escape(verdict_summary(label_counts(overall)))}. {VERDICT_RULE}</p><ul>"
-    )
+    parts.append(f"<p class='note'>{html.escape(verdict_summary(verdicts))}.</p><ul>")
     for v in overall:
-        text = v.line().split(": ", 1)[1]
-        head, _, rest = text.partition(" (")
-        parts.append(
-            f"<li><b>{html.escape(_row_label(v.model, v.features))}</b>: "
-            f"<span class='badge {v.label}'>{html.escape(head)}</span> ({html.escape(rest)}"
-        )
-        per_seg = [
-            w.short()
-            for seg, vs in by_segment.items()
-            if seg != "all"
-            for w in vs
-            if (w.dataset, w.model, w.features) == (v.dataset, v.model, v.features)
+        parts.append(f"<li><b>{html.escape(v.row)}</b>: {_badges(v)}")
+        others = [
+            w
+            for w in verdicts
+            if (w.dataset, w.model, w.features) == (v.dataset, v.model, v.features) and w.segment != "all"
         ]
-        if per_seg:
-            parts.append(f"<div class='seg'>by segment: {html.escape('; '.join(per_seg))}</div>")
+        for w in others:
+            name = SEGMENT_NAMES.get(w.segment, w.segment)
+            parts.append(f"<div class='seg'>{html.escape(name)}: {_badges(w)}</div>")
         parts.append("</li>")
-    parts.append("</ul></section>")
+    parts.append(f"</ul><p class='note'>{html.escape(procedure_note(comparisons))}</p></section>")
     return "".join(parts)
 
 
+def _badges(v: Verdict) -> str:
+    """The two labels of a verdict as coloured badges, each followed by its gap (the same words as
+    the terminal line)."""
+    out = []
+    for (label, rest), tone_of in ((v.use_parts(), v.use), (v.worth_parts(), v.worth)):
+        tone = TONE.get(tone_of, "neutral")
+        out.append(f"<span class='badge {tone}'>{html.escape(label)}</span>{html.escape(rest)}")
+    return " · ".join(out)
+
+
 VERDICT_RULE = (
-    "“Helps” needs a significant gain over both the best ID-only baseline (chosen on validation) and "
-    "the row's own shuffled-feature twin; paired tests over users, Holm-corrected; gaps with 95% "
-    "bootstrap CIs over users."
+    "Two questions per content row and segment: does it use its content (vs its own shuffled / "
+    "random twin) and is it worth using (vs the best ID-only model of that segment, chosen on "
+    "validation)? Gaps are mean per-user differences; intervals and p from one paired bootstrap "
+    "over users and seeds, Holm over all comparisons; better/worse need >= 3 seeds agreeing in sign."
 )
 
 
@@ -435,18 +450,23 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     per_user = folder.per_user()
     ds = Dataset.load(folder.dataset_dir())
     evaluation = run.get("evaluation", {})
-    test, alpha = evaluation.get("test", "wilcoxon"), float(evaluation.get("alpha", 0.05))
+    spec = ComparisonSpec(
+        metric=metric,
+        k=k,
+        alpha=float(evaluation.get("alpha", 0.05)),
+        n_boot=int(evaluation.get("n_boot", ComparisonSpec.n_boot)),
+    )
+    comparisons, all_verdicts = compute_verdicts(results, per_user, spec)
     overall = segment_rows(results, "all")
     overall_pu = segment_rows(per_user, "all")
     ks = sorted(overall["k"].unique())
     mask = results_mask(overall, "+".join(evaluation.get("mask", ["train", "valid"])))
     extra = [("ndcg", k)] if "ndcg" in set(overall["metric"]) else []
-    board = safe_leaderboard(results, per_user, metric, k, test, alpha, extra=extra)
+    board = leaderboard(results, per_user, metric, k, extra=extra, comparisons=comparisons)
     board.to_csv(run_dir / "leaderboard.csv", index=False)
     md_board = format_markdown(board)
-    by_segment = compute_verdicts(results, per_user, metric, k, test, alpha)
-    verdicts = by_segment.get("all", [])
-    compact = compact_board(results, per_user, metric, k, test, alpha)
+    verdicts = by_segment(all_verdicts).get("all", [])
+    compact = compact_board(results, per_user, comparisons)
     stats = ds.stats()
     generated = bool(ds.info.get("generated"))
     label = ds.info.get("label", "")
@@ -460,7 +480,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     seg_charts: list[tuple[str, str, str | None, pd.DataFrame]] = []  # (title, anchor, png, table)
     thresholds = evaluation.get("segments")
     for title, anchor, segs, what in (
-        ("Warm vs cold items", "warm-cold", ["warm", "cold"], "warm/cold item segments"),
+        ("Warm vs cold items", "warm-cold", ["warm", "cold", "cold_only"], "warm/cold item segments"),
         (
             "Popularity buckets (head / torso / tail)",
             "popularity",
@@ -469,7 +489,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         ),
     ):
         have = [s for s in segs if s in present]
-        table = segment_table(results, per_user, have, metric, k) if have else pd.DataFrame()
+        table = segment_table(results, per_user, have, comparisons) if have else pd.DataFrame()
         if table.empty:
             note = (
                 f"No {what} in this run (an older run, or a config without `evaluation.segments`): "
@@ -491,11 +511,9 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     name = str(run.get("name", run_dir.name))
     ci_note = (
         f"{describe_mask(mask)} CI: bootstrap over test users (per-user values averaged over seeds "
-        f"{run.get('seeds')}). p: paired {test} test over users, Holm-corrected within the dataset; "
-        "better/worse only when significant at "
-        f"alpha = {alpha:g}. Best ID baseline: "
+        f"{run.get('seeds')}). {procedure_note(comparisons)} Best ID model on all items: "
         + (", ".join(map(str, board["best_id_baseline"].dropna().unique())) or "none")
-        + " (chosen on validation)."
+        + "."
         if not board.empty
         else "(no results)"
     )
@@ -511,23 +529,12 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     md += ["## Verdict", ""]
     md += [
         f"- {line.strip()}" if not line.startswith("    ") else f"  - {line.strip()}"
-        for line in verdict_lines(by_segment)
+        for line in verdict_lines(all_verdicts)
     ]
     md += ["", VERDICT_RULE, "", f"## Leaderboard ({metric}@{k})", ""]
     md += [_md_table(compact) if len(compact) else "(no results)", "", ci_note, ""]
     if verdicts:
-        gap_rows = pd.DataFrame(
-            [
-                {
-                    "model": v.model,
-                    "features": v.features,
-                    "real - shuffled (95% CI)": v.vs_shuffled.text(),
-                    "real - best ID (95% CI)": v.vs_id.text() if v.vs_id else "",
-                }
-                for v in verdicts
-            ]
-        )
-        md += ["## Content gap", "", _md_table(gap_rows), ""]
+        md += ["## Comparisons", "", _md_table(comparison_table(comparisons)), ""]
     for title, _anchor, png, table in seg_charts:
         md += [f"## {title}", ""]
         if png is None:
@@ -588,7 +595,7 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
             "they test whether models use content, not real-world accuracy.</p>"
         )
     parts += [
-        _verdict_html(by_segment),
+        _verdict_html(all_verdicts, comparisons),
         f"<h2 id='leaderboard'>Leaderboard ({html.escape(metric)}@{k})</h2>",
         table_html(compact, "t compact") if len(compact) else "<p>(no results)</p>",
         f"<p class='note'>{html.escape(ci_note)}</p>",
@@ -615,9 +622,11 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
         f"full-catalogue ranking, the same split for every row. {html.escape(describe_mask(mask))}</p>",
         "<details><summary>Full leaderboard (all columns)</summary>"
         f"<div class='scroll'>{table_html(board_view)}</div>"
-        "<p class='note'>Paired tests over users (per-user values averaged over seeds), Holm-corrected within the "
-        "dataset: <code>vs_id</code> against the best ID-only baseline, <code>vs_shuffled</code> against the model's "
-        "own shuffled-feature twin. <code>content_gap</code> = real minus shuffled.</p></details>",
+        "<p class='note'><code>vs_id</code>: against the best ID-only model; <code>vs_shuffled</code> / "
+        "<code>vs_random</code>: against the model's own content twins (paired bootstrap over users and "
+        "seeds, Holm level). <code>content_gap</code> = real minus shuffled.</p></details>",
+        "<details><summary>Every comparison behind the verdict</summary>"
+        f"<div class='scroll'>{table_html(comparison_table(comparisons))}</div></details>",
         f"<details><summary>Every cell ({len(cells)} rows)</summary><div class='scroll'>{table_html(cells)}</div>"
         "</details>",
         "<details><summary>Model selection</summary>"
@@ -658,6 +667,29 @@ def write_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Pa
     out = run_dir / "report.html"
     out.write_text("\n".join(parts))
     return out
+
+
+def comparison_table(comparisons: RunComparisons) -> pd.DataFrame:
+    """Every comparison of the run: row, segment, reference, gap, interval, adjusted p, seeds."""
+    return pd.DataFrame(
+        [
+            {
+                "model": c.model,
+                "features": c.features,
+                "segment": c.segment,
+                "question": c.question,
+                "reference": c.reference,
+                "diff": c.diff,
+                "interval": f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] ({100 * c.ci_level:.2f}%)",
+                "p (Holm)": format_p(c.p_holm),
+                "seeds": c.seeds,
+                "per-seed diff": " ".join(f"{x:+.4f}" for x in c.seed_diffs),
+                "users": c.users,
+                "outcome": c.outcome_text(),
+            }
+            for c in comparisons.comparisons
+        ]
+    )
 
 
 def _md_table(df: pd.DataFrame) -> str:

@@ -27,7 +27,9 @@ from vlmrec.errors import ConfigError
 from vlmrec.evaluation.segments import segment_info
 from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
 from vlmrec.experiments.cell import run_cell
+from vlmrec.experiments.comparisons import ComparisonSpec, RunComparisons
 from vlmrec.experiments.config import ExperimentConfig, FeatureConfig, ModelConfig
+from vlmrec.experiments.verdict import Verdict, compute_verdicts, write_verdict
 from vlmrec.features.combine.controls import make_control
 from vlmrec.features.combine.fusion import fuse
 from vlmrec.features.featureset import FeatureSet
@@ -53,6 +55,8 @@ class RunOutput:
     per_user: pd.DataFrame
     cells_run: int
     cells_skipped: int
+    comparisons: RunComparisons
+    verdicts: list[Verdict]
 
 
 class Runner:
@@ -192,19 +196,24 @@ class Runner:
             "model": model.display,
             "control": control,
             "params": json.dumps(params, sort_keys=True),
-            "valid_score": res.valid_score,
             "cell": key,
         }
         record = {
             **spec,
             "valid_score": res.valid_score,
+            "valid_by_segment": res.valid_by_segment,
             "seconds": round(res.seconds, 3),
             "code_version": code_version(),
             "epochs_run": getattr(res.model, "epochs_run_", None),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         CellArtifact.write(
-            self.out, key, record, res.results.assign(**extra), res.per_user.assign(**extra), res.model
+            self.out,
+            key,
+            record,
+            res.results.assign(**extra),
+            res.per_user.assign(**extra, valid_score=res.valid_score),
+            res.model,
         )
         record = {**record, "key": key}
         self.cells_run += 1
@@ -301,7 +310,17 @@ class Runner:
             },
         }
         run_folder.write_summary(run_info)
-        return RunOutput(self.out, ds, results, per_user, self.cells_run, self.cells_skipped)
+        comparisons, verdicts = compute_verdicts(results, per_user, self.comparison_spec())
+        write_verdict(self.out, comparisons, verdicts)
+        return RunOutput(
+            self.out, ds, results, per_user, self.cells_run, self.cells_skipped, comparisons, verdicts
+        )
+
+    def comparison_spec(self) -> ComparisonSpec:
+        """The run's comparisons: its selection metric, alpha and bootstrap size."""
+        metric, k = self.cfg.evaluation.select_metric
+        ev = self.cfg.evaluation
+        return ComparisonSpec(metric=metric, k=k, alpha=ev.alpha, n_boot=ev.n_boot)
 
     def collect(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Results and per-user rows of the given cells, read through their artifacts."""

@@ -1,52 +1,56 @@
-"""The verdict: does a content row's content help, is it ignored, or does it hurt?
+"""The verdict: two labels per content row and item segment, each against a named reference.
 
-One verdict per content row (model x features) that has a shuffled-feature twin. It needs both
-references, because the shuffled twin alone can mislead (a twin fed shuffled content can fall
-*below* the ID-only models, so "real minus shuffled" then partly measures the harm shuffled
-content does):
+- **content use** (the row against its own shuffled twin, and its random twin when present):
+  `uses content` (better than every twin), `content degrades it` (worse than a twin),
+  `no evidence it uses content` (no significant difference);
+- **worth** (the row against the best ID-only model of that segment, chosen on that segment's
+  validation score): `beats best ID`, `on par with best ID`, `below best ID`.
 
-- **content helps**: significantly better than the best ID-only baseline (chosen on validation)
-  AND significantly better than its own shuffled twin;
-- **content hurts**: significantly worse than its shuffled twin or than the best ID baseline;
-- **content is ignored**: real ~ shuffled (no significant difference to the twin);
-- **content is used, no gain over ID**: better than the twin, but not significantly better than
-  the best ID baseline (or no ID baseline to compare with).
-
-p-values are the leaderboard's (paired test over users, Holm-corrected within the dataset and
-segment); each gap is the mean of the paired per-user differences (per-user values averaged over
-seeds) with a seeded bootstrap 95% CI over users.
+Either label reads `inconclusive (...)` when the run cannot say: fewer than 3 seeds, or a gap
+whose sign differs between seeds. The figures behind each label (mean per-user difference,
+Holm-level interval, adjusted p, per-seed differences) come from `experiments.comparisons`,
+and `verdict.json` in the run folder holds all of them (`verdict_json`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
 
 import pandas as pd
 
-from vlmrec.evaluation.significance import bootstrap_ci
-from vlmrec.experiments.leaderboard import ROW, leaderboard
+from vlmrec.experiments.comparisons import (
+    MIN_SEEDS,
+    SEGMENTS,
+    Comparison,
+    ComparisonSpec,
+    RunComparisons,
+    compare_run,
+)
 from vlmrec.experiments.results import segment_rows
 
-Label = Literal["helps", "hurts", "ignored", "used"]
-SEGMENTS: tuple[str, ...] = ("all", "warm", "cold", "head", "torso", "tail")
-#: the segments a verdict is broken down by, when the run recorded them
-VERDICT_SEGMENTS: tuple[str, ...] = ("warm", "cold", "tail")
+#: the verdict file in a run folder (written by the runner; read by other tools)
+VERDICT_FILE = "verdict.json"
+VERDICT_FORMAT = 2
 BEYOND_ACCURACY: tuple[str, ...] = ("coverage", "novelty", "tail_share")
-
-HEADLINE: dict[str, str] = {
-    "helps": "content helps",
-    "hurts": "content hurts",
-    "ignored": "content is ignored",
-    "used": "content is used, no gain over ID",
+#: label -> colour class (terminal and HTML): good news, bad news, everything else
+TONE: dict[str, str] = {
+    "uses content": "good",
+    "beats best ID": "good",
+    "content degrades it": "bad",
+    "below best ID": "bad",
 }
-EXPLAIN: dict[str, str] = {
-    "helps": "significant vs best ID and vs its shuffled twin",
-    "hurts": "significantly worse than its shuffled twin or the best ID baseline",
-    "ignored": "real ~ shuffled: no significant difference",
-    "used": "beats its shuffled twin, but not the best ID baseline",
+SEGMENT_NAMES: dict[str, str] = {
+    "all": "all items",
+    "warm": "warm items",
+    "cold": "cold items (ranked among all items)",
+    "cold_only": "cold items ranked among cold items only",
+    "head": "head items",
+    "torso": "torso items",
+    "tail": "tail items",
 }
 
 
@@ -59,22 +63,6 @@ def format_p(p: float | None) -> str:
     return f"{p:.3f}"
 
 
-def format_p_exact(p: float | None) -> str:
-    """A p-value in scientific notation (e.g. `3.2e-05`), for hover text and logs."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "n/a"
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
-
-
-def direction(diff: float | None, significant: bool | None) -> str:
-    """`better` / `worse` when the difference is significant, `no sig. difference` otherwise."""
-    if diff is None or (isinstance(diff, float) and math.isnan(diff)) or significant is None:
-        return ""
-    if not significant:
-        return "no sig. difference"
-    return "better" if diff > 0 else "worse"
-
-
 def segments_present(results: pd.DataFrame) -> list[str]:
     """The segments a results table holds, in the canonical order (always at least "all")."""
     if "segment" not in results.columns:
@@ -83,66 +71,33 @@ def segments_present(results: pd.DataFrame) -> list[str]:
     return [s for s in SEGMENTS if s in have] or ["all"]
 
 
-def safe_leaderboard(
-    results: pd.DataFrame,
-    per_user: pd.DataFrame,
-    metric: str = "recall",
-    k: int = 20,
-    test: str = "wilcoxon",
-    alpha: float = 0.05,
-    segment: str = "all",
-    extra: list[tuple[str, int]] | None = None,
-) -> pd.DataFrame:
-    """`leaderboard` on one segment, keeping only rows that have per-user values for it."""
-    res = segment_rows(results, segment)
-    pu = segment_rows(per_user, segment)
-    sel = pu[(pu["metric"] == metric) & (pu["k"] == k)]
-    if res.empty or sel.empty:
-        return pd.DataFrame()
-    for col in ROW:  # older per-user tables may lack `control`
-        if col not in res.columns:
-            res = res.assign(**{col: "none"})
-        if col not in pu.columns:
-            pu = pu.assign(**{col: "none"})
-            sel = sel.assign(**{col: "none"})
-    have = set(map(tuple, sel[ROW].drop_duplicates().to_numpy().tolist()))
-    keep = [tuple(r) in have for r in res[ROW].to_numpy().tolist()]
-    res = res[keep]
-    if res.empty:
-        return pd.DataFrame()
-    board = leaderboard(res, pu, metric, k, test, alpha, extra=extra, segment=segment)
-    if not board.empty:
-        board["segment"] = segment
-    return board
+def use_label(twins: Iterable[Comparison]) -> str:
+    """The content-use label from the row's twin comparisons (see the module docstring)."""
+    twins = list(twins)
+    if not twins:
+        return "no twin"
+    outcomes = [t.outcome for t in twins]
+    if "worse" in outcomes:
+        return "content degrades it"
+    if all(o == "better" for o in outcomes):
+        return "uses content"
+    for t in twins:
+        if t.outcome == "inconclusive":
+            return f"inconclusive ({t.reason})"
+    if all(o == "n/a" for o in outcomes):
+        return "n/a"
+    return "no evidence it uses content"
 
 
-@dataclass(frozen=True)
-class Gap:
-    """A paired difference (row minus reference) with its bootstrap CI and Holm-adjusted p."""
-
-    reference: str
-    diff: float
-    ci_low: float
-    ci_high: float
-    p: float
-    significant: bool
-    reference_mean: float
-
-    def text(self) -> str:
-        """E.g. `+0.0412 [+0.0301, +0.0520], p < 0.001, better`. The CI (bootstrap of the mean
-        difference) and the p (paired rank test, Holm) answer different questions and can
-        disagree; when the test is significant but the CI spans 0, the text says so."""
-        word = direction(self.diff, self.significant)
-        if word in ("better", "worse") and self.ci_low <= 0 <= self.ci_high:
-            word += " by the rank test (the mean difference's CI includes 0)"
-        return f"{self.diff:+.4f} [{self.ci_low:+.4f}, {self.ci_high:+.4f}], p {_p_phrase(self.p)}" + (
-            f", {word}" if word else ""
-        )
-
-
-def _p_phrase(p: float) -> str:
-    s = format_p(p)
-    return s if s.startswith("<") or s == "n/a" else f"= {s}"
+def worth_label(versus_id: Comparison | None) -> str:
+    """The worth label from the comparison with the segment's best ID model."""
+    if versus_id is None:
+        return "no ID reference"
+    return {
+        "better": "beats best ID",
+        "worse": "below best ID",
+        "no difference": "on par with best ID",
+    }.get(versus_id.outcome, versus_id.outcome_text())
 
 
 @dataclass(frozen=True)
@@ -154,217 +109,229 @@ class Verdict:
     features: str
     segment: str
     metric: str
-    label: Label
-    mean: float
-    vs_shuffled: Gap
-    vs_id: Gap | None
-    best_id: str | None
-    #: the shuffled twin scored below the best ID baseline: part of the content gap is shuffled
-    #: content doing harm, so the gap vs ID is the honest figure
-    twin_below_id: bool
+    use: str
+    worth: str
+    twins: tuple[Comparison, ...]
+    versus_id: Comparison | None
+    #: the segment's best ID-only model (None: the run has none with a validation score)
+    reference: str | None
+    reference_basis: str
 
     @property
-    def headline(self) -> str:
-        """The verdict's words, e.g. `content helps`."""
-        return HEADLINE[self.label]
+    def row(self) -> str:
+        """E.g. `freedom [text]`."""
+        return f"{self.model} [{self.features}]"
+
+    def use_parts(self) -> tuple[str, str]:
+        """The content-use label and what follows it, e.g. (`uses content`, ` (+0.0106 vs shuffled twin)`)."""
+        if not self.twins:
+            return "no twin", " to test content use"
+        gaps = ", ".join(f"{t.diff:+.4f} vs {t.reference}" for t in self.twins)
+        word = self.use if not self.use.startswith("inconclusive") else f"content use {self.use}"
+        return word, f" ({gaps})"
+
+    def worth_parts(self) -> tuple[str, str]:
+        """The worth label and what follows it, e.g. (`below best ID`, ` ease (-0.0120)`)."""
+        if self.versus_id is None:
+            return "no ID reference", " with a validation score"
+        v = self.versus_id
+        gap = f"{v.diff:+.4f}"
+        if v.unequal_budget:
+            # an honest comparison tunes both sides as hard: say when it did not
+            gap += f"; tuned on {v.grid_size} point{'s' if v.grid_size != 1 else ''} vs {v.reference_grid_size}"
+        if self.worth.startswith("inconclusive"):
+            return f"vs best ID {self.reference}: {self.worth}", f" ({gap})"
+        return self.worth, f" {self.reference} ({gap})"
+
+    def use_text(self) -> str:
+        """The content-use label with its gap(s), e.g. `uses content (+0.0106 vs shuffled twin)`."""
+        return "".join(self.use_parts())
+
+    def worth_text(self) -> str:
+        """The worth label with its gap, e.g. `below best ID ease (-0.0120)`."""
+        return "".join(self.worth_parts())
 
     def line(self) -> str:
-        """One line: verdict, why, and both gaps with CI and p."""
-        where = "" if self.segment == "all" else f" [{self.segment} items]"
-        parts = [f"{self.model} [{self.features}]{where}: {self.headline} ({EXPLAIN[self.label]})"]
-        if self.vs_id is not None:
-            parts.append(f"vs best ID ({self.best_id}) {self.metric} {self.vs_id.text()}")
-        else:
-            parts.append("no ID-only baseline with a validation score")
-        parts.append(f"vs shuffled {self.vs_shuffled.text()}")
-        line = "; ".join(parts)
-        if self.twin_below_id and self.vs_id is not None:
-            line += (
-                f". Caution: the shuffled twin ({self.vs_shuffled.reference_mean:.4f}) is below "
-                f"{self.best_id} ({self.vs_id.reference_mean:.4f}), so part of the gap to the twin is "
-                "shuffled content doing harm; trust the gap vs ID"
-            )
-        return line
+        """One short line: the row, both labels and both gaps."""
+        return f"{self.row}: {self.use_text()} · {self.worth_text()}"
 
     def short(self) -> str:
-        """A compact per-segment form, e.g. `cold: content helps (+0.0500 vs shuffled)`."""
-        tail = f"{self.vs_shuffled.diff:+.4f} vs shuffled"
-        if self.vs_id is not None:
-            tail += f", {self.vs_id.diff:+.4f} vs ID"
-        return f"{self.segment}: {self.headline} ({tail})"
+        """The per-segment form, e.g. `tail: uses content (+0.0050 vs shuffled twin) · ...`."""
+        return f"{self.segment}: {self.use_text()} · {self.worth_text()}"
+
+    def to_json(self) -> dict:
+        """A JSON-ready record for verdict.json."""
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "features": self.features,
+            "segment": self.segment,
+            "metric": self.metric,
+            "content_use": {"label": self.use, "comparisons": [t.to_json() for t in self.twins]},
+            "worth": {
+                "label": self.worth,
+                "reference": self.reference,
+                "reference_chosen_on": self.reference_basis,
+                "comparison": self.versus_id.to_json() if self.versus_id else None,
+            },
+        }
 
 
-def classify(
-    vs_shuffled_diff: float,
-    vs_shuffled_sig: bool,
-    vs_id_diff: float | None,
-    vs_id_sig: bool | None,
-) -> Label:
-    """The verdict rule (see the module docstring); both references count."""
-    # the ID reference counts only with both a difference (not NaN) and a significance flag
-    id_diff = (
-        vs_id_diff
-        if vs_id_diff is not None and vs_id_sig is not None and not math.isnan(vs_id_diff)
-        else None
+def verdicts_from(comparisons: RunComparisons) -> list[Verdict]:
+    """One verdict per content row and segment, in segment order then row order."""
+    keys = sorted(
+        {(c.dataset, c.model, c.features, c.segment) for c in comparisons.comparisons},
+        key=lambda k: (k[0], SEGMENTS.index(k[3]) if k[3] in SEGMENTS else len(SEGMENTS), k[1], k[2]),
     )
-    if (vs_shuffled_sig and vs_shuffled_diff < 0) or (id_diff is not None and vs_id_sig and id_diff < 0):
-        return "hurts"
-    if not vs_shuffled_sig:
-        return "ignored"
-    if id_diff is not None and vs_id_sig and id_diff > 0:
-        return "helps"
-    return "used"
-
-
-def user_means(per_user: pd.DataFrame, metric: str, k: int) -> pd.Series:
-    """Per-user values averaged over seeds, indexed by (dataset, model, features, control, user)."""
-    pu = per_user[(per_user["metric"] == metric) & (per_user["k"] == k)]
-    if "control" not in pu.columns:
-        pu = pu.assign(control="none")
-    return pu.groupby([*ROW, "user"])["value"].mean()
-
-
-def paired_gap(mine: pd.Series, ref: pd.Series, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of the paired per-user differences `mine - ref` (common users) and its bootstrap CI."""
-    common = mine.index.intersection(ref.index)
-    d = mine[common].to_numpy() - ref[common].to_numpy()
-    if len(d) == 0:
-        return float("nan"), float("nan"), float("nan")
-    lo, hi = bootstrap_ci(d, seed=seed)
-    return float(d.mean()), lo, hi
-
-
-def verdicts_from_board(
-    board: pd.DataFrame, per_user: pd.DataFrame, metric: str, k: int, segment: str = "all"
-) -> list[Verdict]:
-    """Verdicts for the content rows of a leaderboard (of one segment) that have a shuffled twin."""
-    if board.empty or "vs_shuffled_p_holm" not in board.columns:
-        return []
-    means = user_means(segment_rows(per_user, segment), metric, k)
     out = []
-    for _, r in board[(board["kind"] == "content") & board["vs_shuffled_p_holm"].notna()].iterrows():
-        b = board[board["dataset"] == r["dataset"]]
-        twin = b[
-            (b["model"] == r["model"])
-            & (b["control"] == "shuffled")
-            & (b["features"].str.replace("~shuffled", "", regex=False) == r["features"])
-        ].iloc[0]
-        mine = means.loc[tuple(r[c] for c in ROW)]
-        d, lo, hi = paired_gap(mine, means.loc[tuple(twin[c] for c in ROW)])
-        vs_sh = Gap(
-            "shuffled twin",
-            d,
-            lo,
-            hi,
-            float(r["vs_shuffled_p_holm"]),
-            bool(r["vs_shuffled_sig"]),
-            float(twin["mean"]),
-        )
-        vs_id = None
-        best_name = r.get("best_id_baseline")
-        best_id = None
-        if isinstance(best_name, str) and pd.notna(r.get("vs_id_p_holm")):
-            best = b[(b["kind"] == "id-only") & (b["model"] == best_name)].iloc[0]
-            best_id = best_name
-            d, lo, hi = paired_gap(mine, means.loc[tuple(best[c] for c in ROW)])
-            vs_id = Gap(
-                best_name, d, lo, hi, float(r["vs_id_p_holm"]), bool(r["vs_id_sig"]), float(best["mean"])
-            )
-        label = classify(
-            vs_sh.diff,
-            vs_sh.significant,
-            vs_id.diff if vs_id else None,
-            vs_id.significant if vs_id else None,
-        )
+    for dataset, model, features, segment in keys:
+        found = comparisons.for_row(dataset, model, features, segment)
+        twins = tuple(c for c in found if c.question == "use")
+        versus = next((c for c in found if c.question == "worth"), None)
         out.append(
             Verdict(
-                dataset=str(r["dataset"]),
-                model=str(r["model"]),
-                features=str(r["features"]),
+                dataset=dataset,
+                model=model,
+                features=features,
                 segment=segment,
-                metric=f"{metric}@{k}",
-                label=label,
-                mean=float(r["mean"]),
-                vs_shuffled=vs_sh,
-                vs_id=vs_id,
-                best_id=best_id,
-                twin_below_id=vs_id is not None and vs_sh.reference_mean < vs_id.reference_mean,
+                metric=comparisons.spec.label,
+                use=use_label(twins),
+                worth=worth_label(versus),
+                twins=twins,
+                versus_id=versus,
+                reference=comparisons.references.get((dataset, segment)),
+                reference_basis=comparisons.reference_basis.get((dataset, segment), ""),
             )
         )
     return out
 
 
 def compute_verdicts(
-    results: pd.DataFrame,
-    per_user: pd.DataFrame,
-    metric: str = "recall",
-    k: int = 20,
-    test: str = "wilcoxon",
-    alpha: float = 0.05,
-    segments: Iterable[str] | None = None,
-) -> dict[str, list[Verdict]]:
-    """Verdicts per segment: "all" always, plus warm / cold / tail where the run recorded them."""
-    present = segments_present(results)
-    wanted = ["all", *(s for s in (segments or VERDICT_SEGMENTS) if s != "all")]
+    results: pd.DataFrame, per_user: pd.DataFrame, spec: ComparisonSpec = ComparisonSpec()
+) -> tuple[RunComparisons, list[Verdict]]:
+    """The run's comparisons and its verdicts (every content row, every recorded segment)."""
+    comparisons = compare_run(results, per_user, spec)
+    return comparisons, verdicts_from(comparisons)
+
+
+def by_segment(verdicts: Iterable[Verdict]) -> dict[str, list[Verdict]]:
+    """Verdicts grouped by segment (segment order kept)."""
     out: dict[str, list[Verdict]] = {}
-    for seg in wanted:
-        if seg not in present:
-            continue
-        board = safe_leaderboard(results, per_user, metric, k, test, alpha, segment=seg)
-        found = verdicts_from_board(board, per_user, metric, k, seg)
-        if found or seg == "all":
-            out[seg] = found
+    for v in verdicts:
+        out.setdefault(v.segment, []).append(v)
     return out
 
 
-def verdict_lines(by_segment: dict[str, list[Verdict]]) -> list[str]:
-    """Plain-text verdict block: one line per content row, then its per-segment verdicts."""
-    overall = by_segment.get("all", [])
+def seed_counts(comparisons: RunComparisons) -> list[int]:
+    """The distinct numbers of seeds behind the comparisons (normally one)."""
+    return sorted({c.seeds for c in comparisons.comparisons})
+
+
+def procedure_note(comparisons: RunComparisons) -> str:
+    """The caution said once per verdict block: how sure each label is, and where the details are."""
+    seeds = seed_counts(comparisons)
+    n = sum(comparisons.family_size.values())
+    few = [s for s in seeds if s < MIN_SEEDS]
+    text = (
+        f"Gaps: mean per-user difference of {comparisons.spec.label}; intervals and p from one paired "
+        f"bootstrap over users and seeds, Holm over {n} comparison{'s' if n != 1 else ''}. A label says "
+        f"better/worse only when the interval excludes 0 with >= {MIN_SEEDS} seeds all agreeing in sign. "
+        "The best ID model is chosen per segment on validation."
+    )
+    if few:
+        text += f" This run has {few[0]} seed{'s' if few[0] != 1 else ''}: every label is inconclusive."
+    return text
+
+
+def verdict_lines(verdicts: list[Verdict]) -> list[str]:
+    """Plain-text verdict block: one line per content row (all items), then indented lines for
+    the segments whose labels differ from the row's overall ones."""
+    overall = [v for v in verdicts if v.segment == "all"]
     if not overall:
-        return ["No verdict: no content row with a shuffled-feature twin (add `controls: [shuffled]`)."]
+        return ["No verdict: no content row to compare (add a content model and `controls: [shuffled]`)."]
     lines = []
     for v in overall:
         lines.append(v.line())
-        per_seg = [
-            w.short()
-            for seg, vs in by_segment.items()
-            if seg != "all"
-            for w in vs
-            if (w.dataset, w.model, w.features) == (v.dataset, v.model, v.features)
-        ]
-        if per_seg:
-            lines.append("    by segment: " + "; ".join(per_seg))
+        for w in verdicts:
+            same_row = (w.dataset, w.model, w.features) == (v.dataset, v.model, v.features)
+            if same_row and w.segment != "all" and (w.use, w.worth) != (v.use, v.worth):
+                lines.append("    " + w.short())
     return lines
 
 
-def verdict_summary(label_counts: dict[str, int]) -> str:
-    """E.g. `2 content rows: 1 helps, 1 ignored`."""
-    total = sum(label_counts.values())
-    parts = [f"{n} {HEADLINE[lab].removeprefix('content ')}" for lab, n in label_counts.items() if n]
-    return f"{total} content row{'s' if total != 1 else ''}: " + ", ".join(parts)
+def verdict_summary(verdicts: Iterable[Verdict]) -> str:
+    """E.g. `3 content rows: 2 use content, 1 no evidence; 1 beats best ID, 2 below`."""
+    overall = [v for v in verdicts if v.segment == "all"]
+    if not overall:
+        return "no content rows"
+
+    def counts(labels: list[str], names: dict[str, str]) -> str:
+        keys = list(dict.fromkeys(labels))
+        return ", ".join(f"{labels.count(k)} {names.get(k, k)}" for k in keys)
+
+    use = counts(
+        [v.use for v in overall],
+        {"uses content": "use content", "no evidence it uses content": "no evidence of use"},
+    )
+    worth = counts([v.worth for v in overall], {})
+    n = len(overall)
+    return f"{n} content row{'s' if n != 1 else ''}: {use}; {worth}"
 
 
-def label_counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
-    """How many verdicts of each kind (in the order helps, used, ignored, hurts)."""
-    labels = [v.label for v in verdicts]
-    return {lab: labels.count(lab) for lab in ("helps", "used", "ignored", "hurts")}
+def verdict_json(comparisons: RunComparisons, verdicts: list[Verdict]) -> dict:
+    """Everything behind the verdict, for other tools: per row and segment, the reference's name,
+    each comparison's mean difference, interval, adjusted p, seeds, per-seed signs and the label."""
+    spec = comparisons.spec
+    return {
+        "format": VERDICT_FORMAT,
+        "metric": spec.label,
+        "alpha": spec.alpha,
+        "procedure": {
+            "estimand": "mean per-user difference (row minus reference), averaged over shared seeds",
+            "test_and_interval": "two-way paired bootstrap over users and seeds "
+            f"({spec.n_boot} draws, seed {spec.seed}); p = 2 x the smaller share of draws on either "
+            "side of 0; percentile interval at the Holm level of the comparison",
+            "multiplicity": "Holm over every comparison of a dataset (both questions, all rows, all segments)",
+            "min_seeds": MIN_SEEDS,
+            "label_rule": "better/worse only when Holm-significant, >= min_seeds seeds, and the same "
+            "sign in every seed; otherwise inconclusive or no difference",
+            "reference": "best ID-only model per segment, on that segment's validation score averaged over seeds",
+        },
+        "family_size": comparisons.family_size,
+        "references": [
+            {"dataset": d, "segment": s, "model": m, "chosen_on": comparisons.reference_basis.get((d, s), "")}
+            for (d, s), m in comparisons.references.items()
+        ],
+        "verdicts": [v.to_json() for v in verdicts],
+    }
+
+
+def write_verdict(run_dir: str | Path, comparisons: RunComparisons, verdicts: list[Verdict]) -> Path:
+    """Write verdict.json into a run folder (atomically: a reader never sees half a file)."""
+    path = Path(run_dir) / VERDICT_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(verdict_json(comparisons, verdicts), indent=1, sort_keys=False))
+    tmp.replace(path)
+    return path
 
 
 __all__ = [
-    "Gap",
+    "BEYOND_ACCURACY",
+    "SEGMENT_NAMES",
+    "TONE",
+    "VERDICT_FILE",
     "Verdict",
-    "classify",
+    "by_segment",
     "compute_verdicts",
-    "direction",
     "format_p",
-    "format_p_exact",
-    "label_counts",
-    "paired_gap",
-    "user_means",
-    "safe_leaderboard",
+    "procedure_note",
     "segment_rows",
     "segments_present",
+    "use_label",
+    "verdict_json",
     "verdict_lines",
     "verdict_summary",
-    "verdicts_from_board",
+    "verdicts_from",
+    "worth_label",
+    "write_verdict",
 ]

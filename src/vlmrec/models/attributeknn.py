@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlmrec.models.base import Recommender, register
+from vlmrec.models.base import Recommender
 from vlmrec.models.content import concat_normalised, l2_rows
 from vlmrec.models.itemknn import top_k_rows
+from vlmrec.models.params import Neighbours, SimilarityBlock
+from vlmrec.models.registry import register
 
 
 @register("attributeknn")
 class AttributeItemKNN(Recommender):
     uses_features = True
 
-    def __init__(self, k: int = 50, block: int = 4096) -> None:
+    def __init__(self, k: Neighbours = 50, block: SimilarityBlock = 4096) -> None:
         self.k = k
         self.block = block
 

@@ -19,16 +19,19 @@ content to predict the item's embedding).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from vlmrec.models.base import register
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.lightgcn import propagate
-from vlmrec.models.sampling import NegativePool
-from vlmrec.models.torch_base import TorchRecommender
+from vlmrec.models.params import EmbeddingDim, GraphLayers, TrainFeatures
+from vlmrec.models.registry import register
+from vlmrec.models.torch_base import TorchRecommender, TrainingParams
 
 
 def _neg_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,21 +56,15 @@ class BM3(TorchRecommender):
 
     def __init__(
         self,
-        embedding_dim: int = 64,
-        n_layers: int = 1,
-        dropout: float = 0.3,
-        cl_weight: float = 2.0,
-        reg_weight: float = 0.01,
-        train_features: bool = True,
-        epochs: int = 1000,
-        batch_size: int = 2048,
-        lr: float = 1e-3,
-        patience: int = 20,
-        eval_every: int = 1,
-        lr_decay: float = 1.0,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-        device: str = "auto",
+        embedding_dim: EmbeddingDim = 64,
+        n_layers: GraphLayers = 1,
+        dropout: Annotated[float, Field(ge=0, lt=1, description="dropout of the target view")] = 0.3,
+        cl_weight: Annotated[
+            float, Field(ge=0, description="weight of the alignment and masked-reconstruction losses")
+        ] = 2.0,
+        reg_weight: Annotated[float, Field(ge=0, description="L2 weight on the encoder outputs")] = 0.01,
+        train_features: TrainFeatures = True,
+        training: TrainingParams = TrainingParams(),
     ) -> None:
         self.embedding_dim = embedding_dim
         self.n_layers = n_layers
@@ -75,9 +72,7 @@ class BM3(TorchRecommender):
         self.cl_weight = cl_weight
         self.reg_weight = reg_weight
         self.train_features = train_features
-        self._init_training(
-            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
-        )
+        self.training = training
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))

@@ -10,12 +10,15 @@ Cold item (no training interaction): the lowest score, below every warm item (it
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field
 from torch import nn
 
-from vlmrec.models.base import register
-from vlmrec.models.sampling import NegativePool
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
+from vlmrec.models.params import EmbeddingDim, EmbLossReg
+from vlmrec.models.registry import register
+from vlmrec.models.torch_base import TorchRecommender, TrainingParams, bpr_loss, emb_loss
 
 
 class BPRMFNet(nn.Module):
@@ -45,25 +48,17 @@ class BPRMF(TorchRecommender):
 
     def __init__(
         self,
-        embedding_dim: int = 64,
-        reg: float = 1e-4,
-        item_bias: bool = False,
-        epochs: int = 1000,
-        batch_size: int = 2048,
-        lr: float = 1e-3,
-        patience: int = 20,
-        eval_every: int = 1,
-        lr_decay: float = 1.0,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-        device: str = "auto",
+        embedding_dim: EmbeddingDim = 64,
+        reg: EmbLossReg = 1e-4,
+        item_bias: Annotated[
+            bool, Field(description="add an item bias term (not in the reference code)")
+        ] = False,
+        training: TrainingParams = TrainingParams(),
     ) -> None:
         self.embedding_dim = embedding_dim
         self.reg = reg
         self.item_bias = item_bias
-        self._init_training(
-            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
-        )
+        self.training = training
 
     def _setup(self, dataset, features, rng):
         self.net = BPRMFNet(dataset.n_users, dataset.n_items, self.embedding_dim, self.item_bias)

@@ -40,7 +40,9 @@ from scipy.linalg import lapack
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import Recommender, Validator, cold_items_of, demote_cold_scores, register
+from vlmrec.models.base import Recommender, Validator
+from vlmrec.models.cold import cold_items_of, demote_cold_scores
+from vlmrec.models.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +108,19 @@ class EASE(Recommender):
     """
 
     def __init__(
-        self, reg: Annotated[float, Field(gt=0)] = 500.0, max_items: Annotated[int, Field(ge=1)] = 30000
+        self,
+        reg: Annotated[
+            float,
+            Field(gt=0, description="lambda, the L2 weight on B (must be > 0; choose it on validation)"),
+        ] = 500.0,
+        max_items: Annotated[
+            int,
+            Field(
+                ge=1,
+                description="refuse catalogues above this size (the dense item-item matrix would not fit)",
+            ),
+        ] = 30000,
     ) -> None:
-        if not reg > 0:
-            raise ModelError(f"ease: reg (lambda) must be > 0, got {reg}")
-        if max_items < 1:
-            raise ModelError(f"ease: max_items must be >= 1, got {max_items}")
         self.reg = reg
         self.max_items = max_items
 

@@ -19,17 +19,20 @@ Cold item (no training interaction): the LightGCN part e_i, its untrained ID row
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import Field
 
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import register
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import knn_normalised, sym_normalise, to_torch_sparse
 from vlmrec.models.lightgcn import propagate
-from vlmrec.models.sampling import NegativePool
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
+from vlmrec.models.params import ContentKnnK, EmbeddingDim, TrainFeatures, UserItemLayers
+from vlmrec.models.registry import register
+from vlmrec.models.torch_base import TorchRecommender, TrainingParams, bpr_loss, emb_loss
 
 
 def modality_weights(features: list[FeatureSet], image_weight: float) -> list[float]:
@@ -64,24 +67,26 @@ class FREEDOM(TorchRecommender):
 
     def __init__(
         self,
-        embedding_dim: int = 64,
-        knn_k: int = 10,
-        n_mm_layers: int = 1,
-        n_ui_layers: int = 2,
-        dropout: float = 0.8,
-        image_weight: float = 0.1,
-        reg_weight: float = 1e-4,
-        reg: float = 0.0,
-        train_features: bool = True,
-        epochs: int = 1000,
-        batch_size: int = 2048,
-        lr: float = 1e-3,
-        patience: int = 20,
-        eval_every: int = 1,
-        lr_decay: float = 1.0,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-        device: str = "auto",
+        embedding_dim: EmbeddingDim = 64,
+        knn_k: ContentKnnK = 10,
+        n_mm_layers: Annotated[
+            int, Field(ge=0, description="propagation layers on the item-item (content) graph")
+        ] = 1,
+        n_ui_layers: UserItemLayers = 2,
+        dropout: Annotated[
+            float, Field(ge=0, lt=1, description="share of user-item edges dropped per epoch")
+        ] = 0.8,
+        image_weight: Annotated[
+            float, Field(ge=0, le=1, description="weight of image-like feature sets in the frozen item graph")
+        ] = 0.1,
+        reg_weight: Annotated[
+            float, Field(ge=0, description="weight of the modality projection BPR losses")
+        ] = 1e-4,
+        reg: Annotated[
+            float, Field(ge=0, description="optional extra L2 (EmbLoss form; 0 as the reference)")
+        ] = 0.0,
+        train_features: TrainFeatures = True,
+        training: TrainingParams = TrainingParams(),
     ) -> None:
         self.embedding_dim = embedding_dim
         self.knn_k = knn_k
@@ -92,9 +97,7 @@ class FREEDOM(TorchRecommender):
         self.reg_weight = reg_weight
         self.reg = reg
         self.train_features = train_features
-        self._init_training(
-            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
-        )
+        self.training = training
 
     def _setup(self, dataset, features, rng):
         fsets = self._require_features(features, dataset)

@@ -34,14 +34,17 @@ iteration.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
 from vlmrec.data.dataset import Dataset
-from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import FactorModel, Validator, cold_items_of, demote_cold_factors, register
+from vlmrec.models.base import FactorModel, Validator
+from vlmrec.models.cold import cold_items_of, demote_cold_factors
+from vlmrec.models.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -136,26 +139,19 @@ class IALS(FactorModel):
 
     def __init__(
         self,
-        factors: int = 64,
-        reg: float = 30.0,
-        alpha: float = 3.0,
-        iterations: int = 15,
-        cg_steps: int = 3,
-        init_std: float = 0.01,
+        factors: Annotated[int, Field(ge=1, description="latent factors per user and item")] = 64,
+        reg: Annotated[
+            float, Field(ge=0, description="lambda, the L2 weight on user and item factors")
+        ] = 30.0,
+        alpha: Annotated[float, Field(ge=0, description="confidence weight: c_ui = 1 + alpha r_ui")] = 3.0,
+        iterations: Annotated[int, Field(ge=1, description="alternating least-squares sweeps")] = 15,
+        cg_steps: Annotated[
+            int, Field(ge=1, description="conjugate-gradient steps per least-squares solve")
+        ] = 3,
+        init_std: Annotated[
+            float, Field(gt=0, description="standard deviation of the initial factors")
+        ] = 0.01,
     ) -> None:
-        checks = {
-            "factors": factors >= 1,
-            "reg": reg >= 0,
-            "alpha": alpha >= 0,
-            "iterations": iterations >= 1,
-            "cg_steps": cg_steps >= 1,
-            "init_std": init_std > 0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ModelError(
-                f"ials: invalid {bad}; need factors, iterations, cg_steps >= 1, reg, alpha >= 0, init_std > 0"
-            )
         self.factors = factors
         self.reg = reg
         self.alpha = alpha

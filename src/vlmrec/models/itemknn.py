@@ -15,15 +15,19 @@ user's items contributes the same total weight. score(u, j) = sum_{i in train(u)
 
 from __future__ import annotations
 
-from typing import Literal, cast, get_args
+from typing import Annotated, Literal, cast, get_args
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ModelError
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import Recommender, Validator, cold_items_of, demote_cold_scores, register
+from vlmrec.models.base import Recommender, Validator
+from vlmrec.models.cold import cold_items_of, demote_cold_scores
+from vlmrec.models.params import Neighbours, SimilarityBlock
+from vlmrec.models.registry import register
 
 Similarity = Literal["cosine", "asymmetric", "jaccard"]
 SIMILARITIES: tuple[str, ...] = get_args(Similarity)
@@ -72,25 +76,22 @@ class ItemKNN(Recommender):
 
     def __init__(
         self,
-        k: int = 100,
-        shrink: float = 10.0,
-        similarity: Similarity = "cosine",
-        alpha: float = 0.5,
-        normalize: bool = False,
-        block: int = 2048,
+        k: Neighbours = 100,
+        shrink: Annotated[
+            float,
+            Field(
+                ge=0, description="shrinkage added to the similarity denominator (damps low-support pairs)"
+            ),
+        ] = 10.0,
+        similarity: Annotated[Similarity, Field(description="item-item similarity function")] = "cosine",
+        alpha: Annotated[
+            float, Field(ge=0, le=1, description="asymmetric cosine exponent (0.5 = cosine; 1 = P(j | i))")
+        ] = 0.5,
+        normalize: Annotated[
+            bool, Field(description="scale each item's kept similarities to sum to 1")
+        ] = False,
+        block: SimilarityBlock = 2048,
     ) -> None:
-        if similarity not in SIMILARITIES:
-            raise ModelError(
-                f"itemknn: unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}"
-            )
-        if k < 1:
-            raise ModelError(f"itemknn: k (neighbours per item) must be >= 1, got {k}")
-        if shrink < 0:
-            raise ModelError(f"itemknn: shrink must be >= 0, got {shrink}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ModelError(f"itemknn: alpha (asymmetric cosine exponent) must be in [0, 1], got {alpha}")
-        if block < 1:
-            raise ModelError(f"itemknn: block must be >= 1, got {block}")
         self.k = k
         self.shrink = shrink
         self.similarity = similarity

@@ -25,13 +25,13 @@ from its content neighbours in A.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from vlmrec.models.base import register
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import (
     knn_entries,
@@ -41,8 +41,9 @@ from vlmrec.models.graph import (
     user_item_adjacency_self_loops,
 )
 from vlmrec.models.lightgcn import propagate
-from vlmrec.models.sampling import NegativePool
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, half_squared_loss
+from vlmrec.models.params import ContentKnnK, EmbeddingDim, GraphLayers, TrainFeatures, UserItemLayers
+from vlmrec.models.registry import register
+from vlmrec.models.torch_base import TorchRecommender, TrainingParams, bpr_loss, half_squared_loss
 
 UINorm = Literal["random_walk", "symmetric"]
 
@@ -71,24 +72,29 @@ class LATTICE(TorchRecommender):
 
     def __init__(
         self,
-        embedding_dim: int = 64,
-        feat_embed_dim: int = 64,
-        knn_k: int = 10,
-        n_layers: int = 1,
-        n_ui_layers: int = 2,
-        lambda_coeff: float = 0.9,
-        reg: float = 1e-4,
-        ui_norm: UINorm = "random_walk",
-        train_features: bool = True,
-        epochs: int = 1000,
-        batch_size: int = 2048,
-        lr: float = 1e-3,
-        patience: int = 20,
-        eval_every: int = 1,
-        lr_decay: float = 0.96,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-        device: str = "auto",
+        embedding_dim: EmbeddingDim = 64,
+        feat_embed_dim: Annotated[
+            int, Field(ge=1, description="size of the projected modality features")
+        ] = 64,
+        knn_k: ContentKnnK = 10,
+        n_layers: GraphLayers = 1,
+        n_ui_layers: UserItemLayers = 2,
+        lambda_coeff: Annotated[
+            float, Field(ge=0, le=1, description="weight of the frozen prior graph against the learned one")
+        ] = 0.9,
+        reg: Annotated[
+            float,
+            Field(
+                ge=0,
+                description="L2 weight on the final embeddings: sum of squares / (2 x batch size), as the reference",
+            ),
+        ] = 1e-4,
+        ui_norm: Annotated[
+            UINorm,
+            Field(description="user-item propagation matrix: D^-1 (A + I) (reference) or D^-1/2 A D^-1/2"),
+        ] = "random_walk",
+        train_features: TrainFeatures = True,
+        training: TrainingParams = TrainingParams(lr_decay=0.96),  # the reference's scheduler
     ) -> None:
         self.embedding_dim = embedding_dim
         self.feat_embed_dim = feat_embed_dim
@@ -99,9 +105,7 @@ class LATTICE(TorchRecommender):
         self.reg = reg
         self.ui_norm = ui_norm
         self.train_features = train_features
-        self._init_training(
-            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
-        )
+        self.training = training
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
@@ -173,7 +177,7 @@ class LATTICE(TorchRecommender):
             graph = self._graph
         eu, ei = self._forward(graph)
         u, i, j = eu[users], ei[pos], ei[neg]
-        return bpr_loss(u, i, j) + self.reg * half_squared_loss(u, i, j, batch_size=self.batch_size)
+        return bpr_loss(u, i, j) + self.reg * half_squared_loss(u, i, j, batch_size=self.training.batch_size)
 
     def _final_embeddings(self):
         return self._forward(self.item_graph())

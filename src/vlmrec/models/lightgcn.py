@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vlmrec.models.base import register
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
-from vlmrec.models.sampling import NegativePool
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
+from vlmrec.models.params import EmbeddingDim, EmbLossReg, GraphLayers
+from vlmrec.models.registry import register
+from vlmrec.models.torch_base import TorchRecommender, TrainingParams, bpr_loss, emb_loss
 
 
 def propagate(adj: torch.Tensor, e0: torch.Tensor, n_layers: int) -> torch.Tensor:
@@ -44,25 +44,15 @@ class LightGCN(TorchRecommender):
 
     def __init__(
         self,
-        embedding_dim: int = 64,
-        n_layers: int = 2,
-        reg: float = 1e-4,
-        epochs: int = 1000,
-        batch_size: int = 2048,
-        lr: float = 1e-3,
-        patience: int = 20,
-        eval_every: int = 1,
-        lr_decay: float = 1.0,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-        device: str = "auto",
+        embedding_dim: EmbeddingDim = 64,
+        n_layers: GraphLayers = 2,
+        reg: EmbLossReg = 1e-4,
+        training: TrainingParams = TrainingParams(),
     ) -> None:
         self.embedding_dim = embedding_dim
         self.n_layers = n_layers
         self.reg = reg
-        self._init_training(
-            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
-        )
+        self.training = training
 
     def _setup(self, dataset, features, rng):
         self.net = LightGCNNet(dataset.n_users, dataset.n_items, self.embedding_dim)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlmrec.models.base import Recommender, cold_items_of, demote_cold_scores, register
+from vlmrec.models.base import Recommender
+from vlmrec.models.cold import cold_items_of, demote_cold_scores
+from vlmrec.models.registry import register
 
 
 @register("mostpop")
@@ -12,9 +14,6 @@ class MostPop(Recommender):
     """Score = number of training interactions of the item, same for every user.
 
     Cold item (no training interaction): the lowest score, below every warm item."""
-
-    def __init__(self) -> None:
-        pass
 
     def fit(self, dataset, features=None, *, seed=0, validator=None):
         self.popularity_ = np.asarray(dataset.matrix("train").sum(0), dtype=np.float32).ravel()
@@ -31,9 +30,6 @@ class RandomRec(Recommender):
     """Seeded random scores: a fixed random ranking per user (reproducible).
 
     Cold item: a random score like every other item (the floor, by design)."""
-
-    def __init__(self) -> None:
-        pass
 
     def fit(self, dataset, features=None, *, seed=0, validator=None):
         self.seed_ = seed

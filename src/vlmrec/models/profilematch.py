@@ -10,25 +10,36 @@ Cold item (no training interaction): scored like any item, cos(p_u, x_j) from it
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
-from vlmrec.errors import ModelError
-from vlmrec.models.base import FactorModel, register
+from vlmrec.models.base import FactorModel
 from vlmrec.models.content import concat_normalised, l2_rows
+from vlmrec.models.registry import register
 
 Aggregation = Literal["mean", "last", "recency"]
-AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 
 
 @register("profilematch")
 class ProfileMatch(FactorModel):
     uses_features = True
 
-    def __init__(self, aggregation: Aggregation = "mean", last_n: int = 5, decay: float = 0.8) -> None:
-        if aggregation not in AGGREGATIONS:
-            raise ModelError(f"profilematch aggregation {aggregation!r}: choose one of {AGGREGATIONS}")
+    def __init__(
+        self,
+        aggregation: Annotated[
+            Aggregation,
+            Field(description="user profile: mean of the history, its last N items, or recency-weighted"),
+        ] = "mean",
+        last_n: Annotated[int, Field(ge=1, description="history items used by aggregation=last")] = 5,
+        decay: Annotated[
+            float,
+            Field(
+                ge=0, le=1, description="aggregation=recency: weight decay ** (age rank), newest item rank 0"
+            ),
+        ] = 0.8,
+    ) -> None:
         self.aggregation = aggregation
         self.last_n = last_n
         self.decay = decay

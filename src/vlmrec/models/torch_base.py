@@ -19,67 +19,105 @@ import copy
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.models.base import FactorModel, Validator, cold_items_of, demote_cold_factors
+from vlmrec.models.base import FactorModel, Validator
+from vlmrec.models.cold import cold_items_of, demote_cold_factors
 from vlmrec.models.sampling import NegativePool, negative_pool, sample_triples
 from vlmrec.provenance import seed_everything
 
 log = logging.getLogger(__name__)
 
 
+def _check_device(value: str) -> str:
+    if value not in ("auto", "cpu") and not value.startswith("cuda"):
+        raise ValueError(f"device {value!r}: choose auto, cpu or cuda[:N]")
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {value!r}: no CUDA device is available here (torch {torch.__version__}); use auto or cpu"
+        )
+    return value
+
+
+class TrainingParams(BaseModel):
+    """The training loop's parameters, shared by every torch model (MMRec's defaults).
+
+    A torch model takes them as one argument, `training: TrainingParams = TrainingParams()`; a
+    model whose reference trains otherwise says so in its default (LATTICE:
+    `TrainingParams(lr_decay=0.96)`). Configs and the command line give them flat, beside the
+    model's own hyperparameters (`lr: 0.01`), see `models/params.py`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: Annotated[
+        int, Field(ge=1, description="maximum training epochs (early stopping may end sooner)")
+    ] = 1000
+    batch_size: Annotated[int, Field(ge=1, description="training triples (or pairs) per optimiser step")] = (
+        2048
+    )
+    lr: Annotated[float, Field(gt=0, description="Adam learning rate")] = 1e-3
+    patience: Annotated[
+        int, Field(ge=1, description="validation rounds without improvement before early stopping")
+    ] = 20
+    eval_every: Annotated[int, Field(ge=1, description="epochs between validation rounds")] = 1
+    lr_decay: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="learning rate x lr_decay ** (epoch / lr_decay_step) (MMRec's scheduler; 1 = constant)",
+        ),
+    ] = 1.0
+    lr_decay_step: Annotated[int, Field(ge=1, description="epochs per lr_decay step")] = 50
+    negatives: Annotated[
+        NegativePool,
+        Field(
+            description="where BPR negatives come from: items seen in training (the references) or all items"
+        ),
+    ] = "train"
+    device: Annotated[
+        str, AfterValidator(_check_device), Field(description="auto (CUDA when available), cpu or cuda[:N]")
+    ] = "auto"
+
+
 def resolve_device(device: str) -> torch.device:
+    """The torch device of a `device` setting (auto: CUDA when available)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
-class TorchRecommender(FactorModel):
+class TorchRecommender(FactorModel, ABC):
     """Subclasses implement `_setup` (build `self.net` and buffers), `_batch_loss` and
-    `_final_embeddings`; this class owns the loop. After fit: `history_` holds the mean training
-    loss per epoch and `valid_history_` the validation scores."""
+    `_final_embeddings`, and keep their `TrainingParams` argument as `self.training`; this class
+    owns the loop. After fit: `history_` holds the mean training loss per epoch and
+    `valid_history_` the validation scores."""
 
     net: torch.nn.Module  # built by `_setup`
+    training: TrainingParams  # the `training` argument of the subclass's __init__
 
-    # subclasses call super().__init__ with these shared hyperparameters
-    def _init_training(
-        self,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        patience: int,
-        eval_every: int,
-        device: str,
-        lr_decay: float = 1.0,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.eval_every = eval_every
-        self.device = device
-        self.lr_decay = lr_decay
-        self.lr_decay_step = lr_decay_step
-        self.negatives = negatives
-
+    @abstractmethod
     def _setup(
         self, dataset: Dataset, features: dict[str, FeatureSet] | None, rng: np.random.Generator
     ) -> None:
-        raise NotImplementedError
+        """Build `self.net` (and graphs, buffers) for the dataset; `rng` is the seeded generator."""
 
+    @abstractmethod
     def _batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The training loss of one batch of (user, positive, negative) triples."""
 
+    @abstractmethod
     def _final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """User and item factors whose dot products are the model's scores (no cold rule)."""
 
     def _cold_final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """User and item factors with the model's cold-item rule applied (`cold_items_` is not
@@ -99,16 +137,17 @@ class TorchRecommender(FactorModel):
         validator: Validator | None = None,
     ) -> TorchRecommender:
         rng = seed_everything(seed)
-        self.device_ = resolve_device(self.device)
+        t = self.training
+        self.device_ = resolve_device(t.device)
         self.n_users_, self.n_items_ = dataset.n_users, dataset.n_items
         self.cold_items_ = cold_items_of(dataset)
         train = dataset.matrix("train")
         self._setup(dataset, features, rng)
         self.net.to(self.device_)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        decay, step = self.lr_decay, self.lr_decay_step
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=t.lr)
+        decay, step = t.lr_decay, t.lr_decay_step
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: decay ** (e / step))
-        pool = negative_pool(train, self.negatives)
+        pool = negative_pool(train, t.negatives)
         self.history_: list[float] = []
         self.valid_history_: list[float] = []
         self.epoch_seconds_: list[float] = []  # training time per epoch, validation excluded
@@ -117,9 +156,7 @@ class TorchRecommender(FactorModel):
         # progress only on a terminal: disable=None turns the bar off when stderr is not a TTY
         # (a log file, a pipe); at most one refresh a second, so a terminal that keeps every
         # refresh (a recorded session) gets a few lines per cell, not one per epoch
-        bar = tqdm(
-            range(self.epochs), desc=self.name, unit="epoch", leave=False, disable=None, mininterval=1.0
-        )
+        bar = tqdm(range(t.epochs), desc=self.name, unit="epoch", leave=False, disable=None, mininterval=1.0)
         for epoch in bar:
             self.net.train()
             t_epoch = time.perf_counter()
@@ -127,8 +164,8 @@ class TorchRecommender(FactorModel):
             self.lr_history_.append(optimizer.param_groups[0]["lr"])
             users, pos, neg = sample_triples(train, rng, pool)
             total, n_batches = 0.0, 0
-            for start in range(0, len(users), self.batch_size):
-                sl = slice(start, start + self.batch_size)
+            for start in range(0, len(users), t.batch_size):
+                sl = slice(start, start + t.batch_size)
                 u, i, j = (torch.as_tensor(a[sl], device=self.device_) for a in (users, pos, neg))
                 loss = self._batch_loss(u, i, j)
                 optimizer.zero_grad()
@@ -140,7 +177,7 @@ class TorchRecommender(FactorModel):
             self.history_.append(total / max(1, n_batches))
             self.epoch_seconds_.append(time.perf_counter() - t_epoch)
             postfix = {"loss": f"{self.history_[-1]:.4f}"}
-            if validator is not None and (epoch + 1) % self.eval_every == 0:
+            if validator is not None and (epoch + 1) % t.eval_every == 0:
                 self._export(cold_rule=True)
                 score = validator(self)
                 self.valid_history_.append(score)
@@ -149,7 +186,7 @@ class TorchRecommender(FactorModel):
                     best, best_state, bad_rounds = score, copy.deepcopy(self.net.state_dict()), 0
                 else:
                     bad_rounds += 1
-                    if bad_rounds >= self.patience:
+                    if bad_rounds >= t.patience:
                         log.info("%s: early stop at epoch %d (best valid %.4f)", self.name, epoch + 1, best)
                         break
             bar.set_postfix(postfix, refresh=False)  # shown at the next (throttled) refresh

@@ -17,14 +17,17 @@ Cold item (no training interaction): scored by its content part only, i = [0 | E
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-from vlmrec.models.base import register
 from vlmrec.models.content import l2_rows, modality_matrices
-from vlmrec.models.sampling import NegativePool
-from vlmrec.models.torch_base import TorchRecommender, bpr_loss, emb_loss
+from vlmrec.models.params import EmbLossReg
+from vlmrec.models.registry import register
+from vlmrec.models.torch_base import TorchRecommender, TrainingParams, bpr_loss, emb_loss
 
 
 class VBPRNet(nn.Module):
@@ -65,29 +68,28 @@ class VBPR(TorchRecommender):
 
     def __init__(
         self,
-        id_dim: int = 64,
-        content_dim: int = 64,
-        reg: float = 1e-4,
-        normalise_features: bool = False,
-        item_bias: bool = False,
-        epochs: int = 1000,
-        batch_size: int = 2048,
-        lr: float = 1e-3,
-        patience: int = 20,
-        eval_every: int = 1,
-        lr_decay: float = 1.0,
-        lr_decay_step: int = 50,
-        negatives: NegativePool = "train",
-        device: str = "auto",
+        id_dim: Annotated[
+            int, Field(ge=0, description="size of the ID part of the item and user vectors (0: content only)")
+        ] = 64,
+        content_dim: Annotated[int, Field(ge=1, description="size of the projected content part E f_i")] = 64,
+        reg: EmbLossReg = 1e-4,
+        normalise_features: Annotated[
+            bool, Field(description="L2-normalise each feature set before concatenation (reference: raw)")
+        ] = False,
+        item_bias: Annotated[
+            bool,
+            Field(
+                description="add the paper's beta_i + <beta', f_i> (MMRec has only its linear layer's bias)"
+            ),
+        ] = False,
+        training: TrainingParams = TrainingParams(),
     ) -> None:
         self.id_dim = id_dim
         self.content_dim = content_dim
         self.reg = reg
         self.normalise_features = normalise_features
         self.item_bias = item_bias
-        self._init_training(
-            epochs, batch_size, lr, patience, eval_every, device, lr_decay, lr_decay_step, negatives
-        )
+        self.training = training
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
