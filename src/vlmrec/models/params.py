@@ -47,7 +47,7 @@ class Hyperparameter:
 
 def _label(cls: type) -> str:
     """The model's registered name (its class name before registration)."""
-    return str(getattr(cls, "name", "") or cls.__name__)
+    return str(vars(cls).get("name") or cls.__name__)
 
 
 @functools.cache
