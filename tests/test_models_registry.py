@@ -10,6 +10,7 @@ import ast
 import subprocess
 import sys
 import textwrap
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Annotated
 
@@ -233,16 +234,7 @@ def test_the_model_layer_has_no_import_cycle():
             targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             deps |= {t.removeprefix("vlmrec.models.") for t in targets} & names
         graph[name] = deps - {name}
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for dep in sorted(graph[node]):
-            assert state.get(dep) != 1, f"import cycle: {' -> '.join([*path, node, dep])}"
-            if dep not in state:
-                visit(dep, [*path, node])
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [])
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        pytest.fail(f"import cycle: {' -> '.join(e.args[1])}")
