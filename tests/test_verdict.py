@@ -213,6 +213,29 @@ def test_a_row_tuned_on_fewer_points_than_its_reference_says_so():
     assert only(compute_verdicts(res, per)[1]).worth_text() == "beats best ID lightgcn (+0.3000)"
 
 
+def test_a_tie_on_the_segment_is_broken_by_overall_validation_and_said():
+    # every ID model scores 0 on cold items: the reference is the best one overall, not the
+    # alphabetically first, and the basis says it was a tie
+    cold_rows = {
+        ("ease", "none", "none"): np.zeros(N_USERS),
+        ("bprmf", "none", "none"): np.zeros(N_USERS),
+        ("pm", "t", "none"): hits(0.2, 3),
+        ("pm", "t~shuffled", "shuffled"): hits(0.05, 4),
+    }
+    overall = {**cold_rows, ("ease", "none", "none"): hits(0.3, 1), ("bprmf", "none", "none"): hits(0.2, 2)}
+    r1, p1 = make_run(overall, {"ease": 0.3, "bprmf": 0.2}, "all")
+    r2, p2 = make_run(cold_rows, {"ease": 0.0, "bprmf": 0.0}, "cold")
+    _, verdicts = compute_verdicts(pd.concat([r1, r2]), pd.concat([p1, p2]))
+    cold = only(verdicts, "cold")
+    assert cold.reference == "ease"
+    assert cold.reference_basis == (
+        "validation on cold items (tied at 0.0000 with 1 other ID model: broken by validation on all items)"
+    )
+    # the terminal block can leave segments out; the JSON and the report keep them
+    assert any(line.startswith("    cold:") for line in verdict_lines(verdicts))
+    assert not any(line.startswith("    cold:") for line in verdict_lines(verdicts, ("tail",)))
+
+
 def test_the_reference_is_chosen_on_validation_not_test():
     rows = {
         ("mostpop", "none", "none"): hits(0.5, 1),  # best on test, worst on validation

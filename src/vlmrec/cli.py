@@ -606,13 +606,19 @@ def _run_and_show(cfg, report_after: bool = True):
 def print_verdict(name: str, output) -> None:
     """The verdict block: a title, one short line per content row (segments whose labels differ
     indented below it), the procedure said once, and where the details are."""
-    from vlmrec.experiments.verdict import TONE, procedure_note, verdict_lines, verdict_summary
+    from vlmrec.experiments.verdict import (
+        TERMINAL_SEGMENTS,
+        TONE,
+        procedure_note,
+        verdict_lines,
+        verdict_summary,
+    )
 
     verdicts = output.verdicts
     console.print(f"[bold]{escape(f'verdict: {name} ({verdict_summary(verdicts)})')}[/]", soft_wrap=True)
     colour = {"good": "green", "bad": "red"}
     overall = {v.line(): v for v in verdicts if v.segment == "all"}
-    for line in verdict_lines(verdicts):
+    for line in verdict_lines(verdicts, TERMINAL_SEGMENTS):
         v = overall.get(line)
         if v is None:
             console.print(f"[dim]{escape(line)}[/]", soft_wrap=True)

@@ -159,31 +159,40 @@ class RunComparisons:
 
 
 def best_id_reference(results: pd.DataFrame, segment: str) -> tuple[RowKey | None, str]:
-    """The best ID-only row of one dataset in `segment`: highest validation score averaged over
-    seeds, from the `valid_score` of that segment's result rows (ties: the model name first in
-    alphabetical order). Returns (the row's key or None, how it was chosen)."""
+    """The best ID-only row of one dataset in `segment`: highest validation score of that segment
+    averaged over seeds, from the `valid_score` of that segment's result rows. Ties (e.g. every
+    ID-only model at 0 on cold items) are broken by the validation score on all items, then by
+    name. Returns (the row's key or None, how it was chosen, in words)."""
+    seg_means = _id_validation(results, segment)
+    if seg_means.empty:
+        return None, "no ID-only row with a validation score"
+    overall = _id_validation(results, "all") if segment != "all" else seg_means
+    ranked = sorted(seg_means.items(), key=lambda kv: (-kv[1], -float(overall.get(kv[0], -np.inf)), kv[0][1]))
+    key, best = cast(RowKey, ranked[0][0]), ranked[0][1]
+    res = segment_rows(results, segment)
+    per_segment = segment == "all" or (
+        "valid_segment" in res.columns and (res["valid_segment"].dropna() == segment).all()
+    )
+    if not per_segment:
+        return key, "overall validation (this run recorded no per-segment validation scores)"
+    basis = f"validation on {'all' if segment == 'all' else segment} items"
+    tied = sum(1 for _, v in ranked if v == best)
+    if tied > 1:
+        basis += f" (tied at {best:.4f} with {tied - 1} other ID model{'s' if tied > 2 else ''}: broken by validation on all items)"
+    return key, basis
+
+
+def _id_validation(results: pd.DataFrame, segment: str) -> pd.Series:
+    """Mean validation score over seeds of every ID-only row in `segment` (NaN rows dropped)."""
     res = segment_rows(results, segment)
     if "control" not in res.columns:
         res = res.assign(control="none")
     ids = res[(res["features"] == "none") & (res["control"] == "none")]
     if "valid_score" not in ids.columns or ids.empty:
-        return None, "no ID-only row with a validation score"
+        return pd.Series(dtype=float)
     # one validation score per cell: the first metric row of each (row, seed)
     per_cell = ids.drop_duplicates([*ROW, "seed"])
-    means = per_cell.groupby(ROW)["valid_score"].mean().dropna()
-    if means.empty:
-        return None, "no ID-only row with a validation score"
-    ranked = sorted(
-        ((cast(RowKey, key), float(v)) for key, v in means.items()), key=lambda kv: (-kv[1], kv[0][1])
-    )
-    key = ranked[0][0]
-    per_segment = segment == "all" or (
-        "valid_segment" in per_cell.columns and (per_cell["valid_segment"] == segment).all()
-    )
-    basis = f"validation on {segment} items" if segment != "all" else "validation on all items"
-    if not per_segment:
-        basis = "overall validation (this run recorded no per-segment validation scores)"
-    return key, basis
+    return per_cell.groupby(ROW)["valid_score"].mean().dropna()
 
 
 def _seed_matrix(pu: pd.DataFrame, key: RowKey) -> pd.DataFrame:

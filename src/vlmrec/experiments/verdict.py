@@ -36,6 +36,8 @@ from vlmrec.experiments.results import segment_rows
 VERDICT_FILE = "verdict.json"
 VERDICT_FORMAT = 2
 BEYOND_ACCURACY: tuple[str, ...] = ("coverage", "novelty", "tail_share")
+#: the segments the terminal block shows under a row (head and torso are in the report and JSON)
+TERMINAL_SEGMENTS: tuple[str, ...] = ("warm", "cold", "cold_only", "tail")
 #: label -> colour class (terminal and HTML): good news, bad news, everything else
 TONE: dict[str, str] = {
     "uses content": "good",
@@ -243,9 +245,11 @@ def procedure_note(comparisons: RunComparisons) -> str:
     return text
 
 
-def verdict_lines(verdicts: list[Verdict]) -> list[str]:
+def verdict_lines(verdicts: list[Verdict], segments: Iterable[str] | None = None) -> list[str]:
     """Plain-text verdict block: one line per content row (all items), then indented lines for
-    the segments whose labels differ from the row's overall ones."""
+    the segments (of `segments`; default every one) whose labels differ from the row's overall
+    ones."""
+    shown = None if segments is None else set(segments)
     overall = [v for v in verdicts if v.segment == "all"]
     if not overall:
         return ["No verdict: no content row to compare (add a content model and `controls: [shuffled]`)."]
@@ -254,7 +258,8 @@ def verdict_lines(verdicts: list[Verdict]) -> list[str]:
         lines.append(v.line())
         for w in verdicts:
             same_row = (w.dataset, w.model, w.features) == (v.dataset, v.model, v.features)
-            if same_row and w.segment != "all" and (w.use, w.worth) != (v.use, v.worth):
+            wanted = w.segment != "all" and (shown is None or w.segment in shown)
+            if same_row and wanted and (w.use, w.worth) != (v.use, v.worth):
                 lines.append("    " + w.short())
     return lines
 
@@ -318,6 +323,7 @@ def write_verdict(run_dir: str | Path, comparisons: RunComparisons, verdicts: li
 __all__ = [
     "BEYOND_ACCURACY",
     "SEGMENT_NAMES",
+    "TERMINAL_SEGMENTS",
     "TONE",
     "VERDICT_FILE",
     "Verdict",
