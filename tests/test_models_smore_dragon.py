@@ -1,0 +1,174 @@
+"""SMORE and DRAGON against their reference equations (dense float64 numpy, re-derived from the
+papers and MMRec's code, not from vlmrec), their cold-item rules, and learning on the
+six-community dataset. Tiny fixtures and helpers are shared with tests/test_model_equations.py."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_model_equations import (
+    BATCH,
+    N_USERS,
+    bpr,
+    built,
+    knn_dense,
+    laplacian,
+    layer_mean,
+    lightgcn_norm,
+    loss_of,
+    params,
+    scores_of,
+    tiny,  # noqa: F401  (the fixture)
+)
+from vlmrec.evaluation import Evaluator
+from vlmrec.features.featureset import FeatureSet
+from vlmrec.models import create_model
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def softmax(x, axis):
+    z = np.exp(x - x.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def unit(x):
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def linear(p, name, x):
+    out = x @ p[f"{name}.weight"].T
+    return out + p[f"{name}.bias"] if f"{name}.bias" in p else out
+
+
+def info_nce(a, b, tau):
+    """MMRec's InfoNCE: mean_r -log(exp(pos_r / tau) / sum_s exp(a_r . b_s / tau))."""
+    a, b = unit(a), unit(b)
+    pos = np.exp((a * b).sum(1) / tau)
+    ttl = np.exp(a @ b.T / tau).sum(1)
+    return np.mean(-np.log(pos / ttl))
+
+
+# ---- SMORE ---------------------------------------------------------------------------------
+def fused_max(graphs):
+    """MMRec's max_pool_fusion, dense: the max over the graphs that have the edge."""
+    stacked = np.stack([np.where(g != 0, g, -np.inf) for g in graphs])
+    out = stacked.max(0)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def smore_reference(r, feats0, p, ks, n_layers, n_ui_layers, cold=()):
+    """MMRec's SMORE forward (dropout off), dense: (final, side, user-item view)."""
+    norm = lightgcn_norm(r)
+    r_hat = norm[:N_USERS, N_USERS:]
+    ui = layer_mean(norm, np.vstack([p["user"], p["item"]]), n_ui_layers)
+    ui[[N_USERS + c for c in cold]] = 0
+    names = ("image", "text")
+    graphs = [laplacian(knn_dense(feats0[n], k, True)) for n, k in zip(names, ks)]
+    graphs.append(fused_max(graphs))
+    z = [p[f"features.{m}"] @ p[f"project.{m}.weight"].T + p[f"project.{m}.bias"] for m in range(2)]
+    d = z[0].shape[1]
+    spec = [np.fft.rfft(x, axis=1, norm="ortho") for x in z]
+    w = [p[f"filters.{v}"][:, 0] + 1j * p[f"filters.{v}"][:, 1] for v in range(3)]
+    conv = [np.fft.irfft(spec[m] * w[m], n=d, axis=1, norm="ortho") for m in range(2)]
+    conv.append(np.fft.irfft(spec[0] * spec[1] * w[2], n=d, axis=1, norm="ortho"))
+    views = []
+    for v in range(3):
+        x = p["item"] * sigmoid(linear(p, f"purify.{v}", conv[v]))
+        for _ in range(n_layers):
+            x = graphs[v] @ x
+        views.append(np.vstack([r_hat @ x, x]))
+    fusion = views[2]
+    parts = [
+        softmax(linear(p, f"query.{m}.2", np.tanh(linear(p, f"query.{m}.0", fusion))), 1) * views[m]
+        for m in range(2)
+    ] + [fusion]
+    side = np.mean([sigmoid(linear(p, f"prefer.{v}", ui)) * parts[v] for v in range(3)], 0)
+    return ui + side, side, ui
+
+
+def test_smore_equations(tiny):  # noqa: F811
+    ds, r, feats = tiny
+    m = built(
+        "smore", ds, feats, image_knn_k=5, text_knn_k=3, dropout=0.0, reg_weight=0.05, cl_loss=0.3,
+        n_ui_layers=3, batch_size=16, temperature=0.4,
+    )  # fmt: skip
+    p = params(m)
+    feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}
+    e, side, ui = smore_reference(r, feats0, p, (5, 3), 1, 3)
+    eu, ei = e[:N_USERS], e[N_USERS:]
+    np.testing.assert_allclose(scores_of(m), eu @ ei.T, atol=1e-5)
+    u, i, j = BATCH
+    ref = bpr((eu[u] * ei[i]).sum(1), (eu[u] * ei[j]).sum(1))
+    ref += 0.05 * 0.5 * ((eu[u] ** 2).sum() + (ei[i] ** 2).sum() + (ei[j] ** 2).sum()) / 16
+    n = N_USERS
+    ref += 0.3 * (info_nce(side[n + i], ui[n + i], 0.4) + info_nce(side[u], ui[u], 0.4))
+    assert loss_of(m) == pytest.approx(ref, abs=1e-5)
+
+
+def test_smore_fusion_graph_is_the_max_over_the_union():
+    import scipy.sparse as sp
+
+    from vlmrec.models.smore import max_fused_graph
+
+    a = np.array([[0.5, 0, -0.2], [0, 0.1, 0], [0.3, 0, 0]])
+    b = np.array([[0.4, 0.7, 0], [0, 0.6, 0], [0, 0, 0.9]])
+    out = max_fused_graph([sp.csr_matrix(a), sp.csr_matrix(b)]).toarray()
+    np.testing.assert_allclose(out, fused_max([a, b]), atol=1e-7)
+    assert out[0, 2] == pytest.approx(-0.2)  # an edge of one graph only keeps its (negative) value
+
+
+def test_smore_cold_item_is_scored_by_its_spectral_views(tiny):  # noqa: F811
+    ds, r, feats = tiny
+    m = built("smore", ds, feats, image_knn_k=5, text_knn_k=3, n_ui_layers=2)
+    assert list(m.cold_items_) == [13]
+    p = params(m)
+    feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}
+    raw_users, raw_items = m.user_factors_.copy(), m.item_factors_.copy()
+    e, _, _ = smore_reference(r, feats0, p, (5, 3), 1, 2, cold=[13])
+    m._export(cold_rule=True)
+    np.testing.assert_allclose(m.item_factors_[13], e[N_USERS + 13], atol=1e-5)
+    assert np.abs(raw_items[13] - m.item_factors_[13]).max() > 1e-3
+    np.testing.assert_allclose(m.item_factors_[:13], raw_items[:13], atol=1e-6)
+    np.testing.assert_allclose(m.user_factors_, raw_users, atol=1e-6)
+
+
+# ---- learning on the six-community dataset -------------------------------------------------
+@pytest.fixture(scope="module")
+def content(multi_community_dataset):
+    """Two 'modalities', both encoding the item's community (one-hot of 6) plus noise."""
+    ds = multi_community_dataset
+    comm = np.array(ds.info["item_community"])
+    rng = np.random.default_rng(0)
+    feats = {}
+    for name, dim in (("text", 8), ("image", 10)):
+        x = rng.normal(scale=0.3, size=(ds.n_items, dim))
+        x[np.arange(ds.n_items), comm] += 1.0
+        feats[name] = FeatureSet.create(x, ds, name=name, modality=name)
+    return feats
+
+
+def valid_recall(ds, model):
+    return Evaluator(ds, "valid", ks=[10], metrics=["recall"]).evaluate(model).mean("recall", 10)
+
+
+@pytest.fixture(scope="module")
+def mostpop(multi_community_dataset):
+    return valid_recall(multi_community_dataset, create_model("mostpop").fit(multi_community_dataset))
+
+
+LEARN = {
+    "smore": {"batch_size": 128, "epochs": 15, "lr": 0.01, "image_knn_k": 10, "text_knn_k": 10},
+}
+
+
+@pytest.mark.parametrize("name", list(LEARN))
+def test_beats_mostpop_on_validation(multi_community_dataset, content, mostpop, name):
+    ds = multi_community_dataset
+    torch.set_num_threads(1)
+    m = create_model(name, device="cpu", **LEARN[name]).fit(ds, content, seed=0)
+    recall = valid_recall(ds, m)
+    assert recall > mostpop + 0.05, (name, recall, mostpop)
+    assert m.history_[-1] < m.history_[0]
