@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from vlmrec.artifact_io import read_json, read_parquet, require_keys
 from vlmrec.errors import DataError
 from vlmrec.folders import claim_folder
 from vlmrec.provenance import hash_arrays, hash_json
@@ -24,6 +25,7 @@ SPLITS = ("train", "valid", "test")
 # 2: + item table content + the recorded signature of the inputs (`info["inputs"]`)
 FINGERPRINT_SCHEME = 2
 DATASET_FORMAT = 1
+_REPREPARE = "prepare the dataset again (`vlmrec prepare`) or restore the folder"
 """Version of the prepared-folder layout (manifest.json + Parquet files); load refuses newer ones."""
 
 
@@ -164,16 +166,27 @@ class Dataset:
             raise DataError(
                 f"{d}: not a prepared dataset (no manifest.json); create one with `vlmrec prepare`"
             )
-        manifest = json.loads((d / "manifest.json").read_text())
-        fmt = int(manifest.get("dataset_format", 1))
+        manifest = read_json(d / "manifest.json", "dataset manifest", _REPREPARE)
+        require_keys(manifest, ("name", "fingerprint"), d / "manifest.json", "dataset manifest", _REPREPARE)
+        try:
+            fmt = int(manifest.get("dataset_format", 1))
+            scheme = int(manifest.get("fingerprint_scheme", 1))
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{d / 'manifest.json'}: damaged dataset manifest (a format number); {_REPREPARE}"
+            ) from None
         if fmt > DATASET_FORMAT:
             raise DataError(
                 f"{d}: dataset folder format {fmt} is newer than this vlmrec reads ({DATASET_FORMAT}); "
                 "upgrade vlmrec or prepare the dataset again"
             )
-        users = pd.read_parquet(d / "users.parquet")
-        items = pd.read_parquet(d / "items.parquet")
-        splits = {s: pd.read_parquet(d / f"{s}.parquet") for s in SPLITS}
+
+        def table(name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+            return read_parquet(d / f"{name}.parquet", "prepared dataset", _REPREPARE, columns)
+
+        users = table("users", ("user", "user_id"))
+        items = table("items", ("item", "item_id", "image_path"))
+        splits = {s: table(s, ("user", "item")) for s in SPLITS}
         reserved = ("dataset_format", "name", "fingerprint", "fingerprint_scheme", "stats")
         info = {k: v for k, v in manifest.items() if k not in reserved}
         ds = cls(
@@ -184,8 +197,12 @@ class Dataset:
             info=info,
             **splits,
         )
-        ds.__dict__["_scheme"] = int(manifest.get("fingerprint_scheme", 1))
-        if ds.fingerprint != manifest["fingerprint"]:
+        ds.__dict__["_scheme"] = scheme
+        try:
+            fingerprint = ds.fingerprint
+        except (TypeError, ValueError, OverflowError) as e:  # e.g. text in an int column
+            raise DataError(f"{d}: damaged prepared dataset ({e}); {_REPREPARE}") from None
+        if fingerprint != manifest["fingerprint"]:
             raise DataError(
                 f"{d}: the files do not match the fingerprint in manifest.json "
                 f"({ds.fingerprint} != {manifest['fingerprint']}); re-run `vlmrec prepare`"

@@ -25,7 +25,8 @@ def ids_as_text(values: pd.Series, source: str, column: str) -> pd.Series:
     int columns) become their decimal digits. A floating-point column can only come from a
     binary format that stored ids as numbers: integral values become integer digits (`1.0` ->
     `1`) with a warning, since the original text is not known. Lists, dicts and booleans are
-    refused with the row named.
+    refused with the row named. Bytes (a Parquet binary column) are decoded as UTF-8, never
+    written as `"b'P00000'"`; bytes that are not UTF-8 are refused naming the column and row.
     """
     if isinstance(values.dtype, pd.StringDtype) or (
         values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
@@ -49,6 +50,8 @@ def ids_as_text(values: pd.Series, source: str, column: str) -> pd.Series:
     for row, v in enumerate(values, 1):
         if v is None or isinstance(v, str):
             out.append(v)
+        elif isinstance(v, bytes | bytearray):
+            out.append(_bytes_id(v, source, column, row))
         elif isinstance(v, bool) or not np.isscalar(v):
             raise DataError(f"{source}: row {row}: {column!r} is {v!r}; expected an id (text or integer)")
         elif isinstance(v, (int, np.integer)):
@@ -142,3 +145,14 @@ def k_core(df: pd.DataFrame, k: int, source: str = "interactions") -> pd.DataFra
             "(every user and item must keep at least k interactions)"
         )
     return df.reset_index(drop=True)
+
+
+def _bytes_id(value: bytes | bytearray, source: str, column: str, row: int) -> str:
+    """An id stored as bytes, as the text it encodes (UTF-8), or a DataError naming where."""
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{source}: row {row}: column {column!r} holds bytes that are not UTF-8 text "
+            f"({bytes(value)[:40]!r}); store the ids as text (a string column)"
+        ) from None

@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from vlmrec.artifact_io import read_json, read_parquet
 from vlmrec.errors import ConfigError, DataError
 from vlmrec.experiments.results import write_results
 from vlmrec.folders import claim_folder
@@ -30,6 +32,10 @@ from vlmrec.models.base import Recommender
 from vlmrec.names import safe_name
 
 CELL_FORMAT = 1
+_RERUN = "run `vlmrec run CONFIG` again into this folder (finished cells are reused) or restore it"
+_ROW_COLUMNS = ("metric", "k", "value")
+"""Columns every results / per-user table of a run has, whatever else it holds."""
+_RERUN_CELL = "delete this cell folder and run the config again (only this cell is recomputed)"
 
 
 class CellArtifact:
@@ -105,11 +111,12 @@ class CellArtifact:
     # ---- reading -------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         """The cell's spec and measurements (cell.json)."""
-        try:
-            record = json.loads((self.directory / "cell.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{self.directory}: not a finished cell ({e})") from None
+        record = read_json(self.directory / "cell.json", "cell record", _RERUN_CELL)
         fmt = record.get("cell_format", 0)
+        if not isinstance(fmt, int) or isinstance(fmt, bool):
+            raise DataError(
+                f"{self.directory / 'cell.json'}: damaged cell record (cell_format); {_RERUN_CELL}"
+            )
         if fmt > CELL_FORMAT:
             raise ConfigError(
                 f"{self.directory}: cell format {fmt} is newer than this vlmrec reads ({CELL_FORMAT})"
@@ -118,11 +125,11 @@ class CellArtifact:
 
     def results(self) -> pd.DataFrame:
         """Tidy summary rows of the cell."""
-        return pd.read_parquet(self.directory / "results.parquet")
+        return read_parquet(self.directory / "results.parquet", "cell results", _RERUN_CELL)
 
     def per_user(self) -> pd.DataFrame:
         """Per-user metric values of the cell."""
-        return pd.read_parquet(self.directory / "per_user.parquet")
+        return read_parquet(self.directory / "per_user.parquet", "cell results", _RERUN_CELL)
 
     @property
     def has_model(self) -> bool:
@@ -136,7 +143,13 @@ class CellArtifact:
                 f"{self.directory}: this cell kept no model (only the cells chosen by model selection"
                 " keep theirs, and runs before cell format 1 kept none)"
             )
-        return Recommender.load(self.directory / "model")
+        try:
+            return Recommender.load(self.directory / "model")
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise DataError(
+                f"{self.directory / 'model'}: damaged saved model ({type(e).__name__}: {str(e)[:120]}); "
+                f"{_RERUN_CELL}"
+            ) from None
 
 
 class RunArtifact:
@@ -164,33 +177,35 @@ class RunArtifact:
     # ---- reading -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The run's config (config.json) as a mapping."""
-        try:
-            return json.loads((self.directory / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{self.directory}: not a run folder (config.json: {e})") from None
+        if not (self.directory / "config.json").is_file():
+            raise DataError(f"{self.directory}: not a run folder (no config.json)")
+        return read_json(self.directory / "config.json", "run config", _RERUN)
 
     def summary(self) -> dict[str, Any]:
         """run.json, or {} for a run that has not finished writing it."""
         path = self.directory / "run.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(path, "run summary", _RERUN) if path.is_file() else {}
 
     def results(self) -> pd.DataFrame:
         """The tidy results table; a DataError when the run has not produced one."""
         path = self.directory / "results.parquet"
         if not path.is_file():
             raise DataError(f"{self.directory}: no results.parquet; run `vlmrec run CONFIG` first")
-        return pd.read_parquet(path)
+        return read_parquet(path, "run results", _RERUN, _ROW_COLUMNS)
 
     def per_user(self) -> pd.DataFrame:
         """Per-user metric values of every selected cell."""
-        return pd.read_parquet(self.directory / "per_user.parquet")
+        return read_parquet(
+            self.directory / "per_user.parquet", "run results", _RERUN, ("user", *_ROW_COLUMNS)
+        )
 
     def dataset_dir(self) -> Path:
         """The prepared dataset the run used: its own `dataset/` or the config's `prepared`."""
         own = self.directory / "dataset"
         if own.exists():
             return own
-        prepared = self.config().get("dataset", {}).get("prepared")
+        section = self.config().get("dataset")
+        prepared = section.get("prepared") if isinstance(section, dict) else None
         if not prepared:
             raise DataError(f"{self.directory}: no dataset/ folder and no dataset.prepared in config.json")
         return Path(prepared)

@@ -113,6 +113,8 @@ class Runner:
                     "dataset": ds.fingerprint,
                     "inputs": [out[r].manifest.get("content_hash") for r in f.fuse or []],
                     "code": code_hash("features"),
+                    # a `path` set is copied: a new copy when the source's vectors change
+                    **({"source": hash_arrays(FeatureSet.load(f.path).vectors)} if f.path else {}),
                 }
             )
             if (target / "manifest.json").exists():
@@ -121,7 +123,7 @@ class Runner:
                 fs = FeatureSet.load(target)
                 if fs.manifest.get("config_key") == key:
                     fs.check_matches(ds, str(target))
-                    out[f.name] = fs
+                    out[f.name] = self._same_content(fs, target)
                     continue
             self.on_event(f"features: {f.name}")
             if f.path is not None:
@@ -143,6 +145,18 @@ class Runner:
             fs.save(target)
             out[f.name] = fs
         return out
+
+    def _same_content(self, fs: FeatureSet, target: Path) -> FeatureSet:
+        """`fs` with the content hash of the vectors it holds now. Cells are keyed by that hash,
+        and control twins are made from the vectors: a `vectors.npy` replaced after the set was
+        made would otherwise reuse the real cell (keyed by the old hash) while its twins came
+        from the new vectors (issue 23). A changed set is recorded, and its cells run again."""
+        actual = hash_arrays(fs.vectors)
+        if fs.manifest.get("content_hash") != actual:
+            self.on_event(f"features: {fs.name}: vectors.npy changed since it was made; its cells run again")
+            fs.manifest["content_hash"] = actual
+            fs.save(target)
+        return fs
 
     # ---- cells -------------------------------------------------------------------------
     def _cell(

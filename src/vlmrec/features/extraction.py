@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationErro
 from pydantic_core import core_schema
 from tqdm.auto import tqdm
 
+from vlmrec.artifact_io import nonfinite_rows
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError, DataError
 from vlmrec.features.featureset import FeatureSet
@@ -261,6 +262,7 @@ def assemble(
                 for p, r in zip(z["failed_pos"], z["failed_reason"])
             ]
     vectors = np.concatenate(blocks).astype(np.float32)
+    _fail_nonfinite(vectors, failed_all, own_missing_policy)
     if own_missing_policy is None:
         vectors = _apply_missing_policy(vectors, failed_all, missing, manifest.get("extractor", "?"))
     else:
@@ -288,6 +290,27 @@ def assemble(
             missing,
         )
     return fs
+
+
+def _fail_nonfinite(vectors: np.ndarray, failed: list[dict[str, Any]], own_policy: str | None) -> None:
+    """Rows the extractor returned with NaN or infinite values (or values beyond float32) but did
+    not report are failed items too: listed with the reason and filled by the missing-item
+    policy, with a warning, so no non-finite vector is ever saved. An extractor with its own
+    policy keeps its rows as they are, so those are refused instead."""
+    known = {f["item"] for f in failed}
+    bad = [int(i) for i in nonfinite_rows(vectors) if int(i) not in known]
+    if not bad:
+        return
+    if own_policy is not None:
+        raise DataError(f"extractor returned NaN or infinite values for {len(bad)} item(s) (rows {bad[:5]})")
+    log.warning(
+        "%d item(s) came out of the extractor with NaN or infinite values (rows %s); listed as "
+        "failed and filled by the missing-item policy",
+        len(bad),
+        bad[:5],
+    )
+    failed += [{"item": i, "reason": "the extractor returned NaN or infinite values"} for i in bad]
+    failed.sort(key=lambda f: f["item"])
 
 
 def _apply_missing_policy(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vlmrec.artifact_io import load_npy, nonfinite_rows, read_json
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import DataError
 from vlmrec.folders import claim_folder
@@ -22,6 +23,7 @@ from vlmrec.provenance import code_version, hash_arrays
 
 FEATURESET_FORMAT = 1
 """Version of the FeatureSet folder layout (vectors.npy + manifest.json); load refuses newer ones."""
+_REDO = "extract the features again (or restore the folder)"
 
 
 def item_ids_hash(item_ids: np.ndarray) -> str:
@@ -43,7 +45,8 @@ class FeatureSet:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.vectors = np.asarray(self.vectors, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: check_finite names it
+            self.vectors = np.asarray(self.vectors, dtype=np.float32)
         if self.vectors.ndim != 2:
             raise DataError(f"feature vectors must be 2-D (items x dim), got shape {self.vectors.shape}")
         self.manifest.setdefault("failed", [])
@@ -131,21 +134,56 @@ class FeatureSet:
 
     @classmethod
     def load(cls, directory: str | Path, dataset: Dataset | None = None, mmap: bool = False) -> FeatureSet:
+        """Read a FeatureSet folder. A damaged folder (broken manifest, truncated or non-float
+        `vectors.npy`, a shape the manifest does not describe) and vectors holding NaN or
+        infinite values are refused with a DataError naming the file and the items: a
+        non-finite row would silently sink every score it enters (issue 23)."""
         d = Path(directory)
         if not (d / "manifest.json").exists() or not (d / "vectors.npy").exists():
             raise DataError(
                 f"{d}: not a feature set (expected vectors.npy and manifest.json); create one with `vlmrec extract`"
             )
-        manifest = json.loads((d / "manifest.json").read_text())
-        fmt = int(manifest.get("featureset_format", 1))
+        manifest = read_json(d / "manifest.json", "feature set manifest", _REDO)
+        try:
+            fmt = int(manifest.get("featureset_format", 1))
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{d / 'manifest.json'}: damaged feature set manifest (featureset_format)"
+            ) from None
         if fmt > FEATURESET_FORMAT:
             raise DataError(
                 f"{d}: feature set format {fmt} is newer than this vlmrec reads ({FEATURESET_FORMAT}); "
                 "upgrade vlmrec or extract again"
             )
         manifest.setdefault("name", d.name)
-        vectors = np.load(d / "vectors.npy", mmap_mode="r" if mmap else None)
+        if not isinstance(manifest.get("failed", []), list):
+            raise DataError(f"{d / 'manifest.json'}: damaged feature set manifest ('failed' is not a list)")
+        vectors = load_npy(d / "vectors.npy", "feature vectors", mmap=mmap, hint=_REDO)
+        for key, size in (("n_items", vectors.shape[0]), ("dim", vectors.shape[1])):
+            if key in manifest and manifest[key] != size:
+                raise DataError(
+                    f"{d}: vectors.npy has shape {vectors.shape} but manifest.json says {key} = "
+                    f"{manifest[key]!r}; the folder was altered: {_REDO}"
+                )
         fs = cls(vectors, manifest)
+        fs.check_finite(str(d), dataset)
         if dataset is not None:
             fs.check_matches(dataset, str(d))
         return fs
+
+    def check_finite(self, source: str, dataset: Dataset | None = None) -> None:
+        """Refuse vectors holding NaN or infinite values (also values beyond float32's range),
+        naming the first items (their ids when `dataset` has as many items as there are rows)."""
+        bad = nonfinite_rows(self.vectors)
+        if not len(bad):
+            return
+        if dataset is not None and dataset.n_items == len(self.vectors):
+            names = ", ".join(repr(str(dataset.item_ids[i])) for i in bad[:5])
+        else:
+            names = ", ".join(f"row {i}" for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(
+            f"{source}: {len(bad)} item vector(s) hold NaN or infinite values ({names}{more}); "
+            "they would sink every score they enter: extract the features again (failed items "
+            "are then filled by the missing-item policy and listed) or fix vectors.npy"
+        )
