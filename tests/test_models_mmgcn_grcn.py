@@ -142,6 +142,7 @@ def mostpop_valid(multi_community_dataset):
 
 LEARN = {
     "mmgcn": {"epochs": 15, "lr": 0.01, "batch_size": 256, "latent_dim_image": 32},
+    "grcn": {"epochs": 10, "lr": 0.01, "batch_size": 256},
 }
 
 
@@ -150,3 +151,77 @@ def test_learns_beyond_mostpop(name, multi_community_dataset, community_features
     ds = multi_community_dataset
     m = create_model(name, device="cpu", **LEARN[name]).fit(ds, community_features, seed=0)
     assert valid_recall(ds, m) > mostpop_valid + 0.05, (name, valid_recall(ds, m), mostpop_valid)
+
+
+# ---- GRCN ----------------------------------------------------------------------------------
+def masked_softmax(s, mask):
+    """Row softmax of s over the entries where mask is true (0 elsewhere)."""
+    s = np.where(mask, s, -np.inf)
+    top = np.max(np.where(mask, s, -1e300), axis=1, keepdims=True)
+    ex = np.where(mask, np.exp(s - top), 0.0)
+    return ex / np.maximum(ex.sum(1, keepdims=True), 1e-300)
+
+
+def grcn_reference(r, p, n_routing, routing, image):
+    """MMRec's GRCN forward (weight_mode confid, pruning, concat fusion), dense."""
+    a = bipartite(r) > 0
+    n_u = r.shape[0]
+    contents, alphas = [], []
+    for m in range(2):
+        items = normalise(leaky(linear(p, f"mlp.{m}", p[f"feats.{m}"])))
+        pref = normalise(p[f"preference.{m}"])
+        for _ in range(n_routing):
+            if routing == "item_to_user":
+                att = masked_softmax(pref @ items.T, r > 0)
+                pref = pref + att @ items
+            pref = normalise(pref)
+        x = np.vstack([pref, items])
+        att = masked_softmax(x @ x.T, a)  # att[t, j]: t's attention on its neighbour j
+        contents.append(x + att @ x)
+        alphas.append(att)
+    conf = p["confidence"]
+    # w(j -> t) = relu(max_m att_m[t, j] * conf[j, m])
+    w = np.maximum(np.maximum(alphas[0] * conf[None, :, 0], alphas[1] * conf[None, :, 1]), 0) * a
+    x = normalise(p["id_embedding"])
+    x1 = w @ x
+    x2 = w @ x1
+    rep = np.hstack([x + x1 + x2] + contents)
+    return rep[:n_u], rep[n_u:]
+
+
+@pytest.mark.parametrize("routing", ["user_to_item", "item_to_user"])
+def test_grcn_equations(tiny, routing):
+    ds, r, feats = tiny
+    m = small(built("grcn", ds, feats, reg_weight=0.3, latent_dim=5, embedding_dim=6, routing=routing))
+    p = params(m)
+    ru, ri = grcn_reference(r, p, 3, routing, image=[True, False])
+    np.testing.assert_allclose(scores_of(m), ru @ ri.T, atol=1e-5)
+    u, i, j = BATCH
+    e = p["id_embedding"]
+    ref = bpr((ru[u] * ri[i]).sum(1), (ru[u] * ri[j]).sum(1))
+    users2, items2 = np.repeat(u, 2), N_USERS + np.stack([i, j], 1).reshape(-1)
+    reg = (e[users2] ** 2 + e[items2] ** 2).mean() + (p["preference.0"] ** 2).mean()
+    reg += (p["preference.0"][users2] ** 2).mean() + (p["preference.1"][users2] ** 2).mean()
+    assert loss_of(m) == pytest.approx(ref + 0.3 * reg, abs=1e-5)
+
+
+def test_grcn_reference_routing_leaves_preferences_unrouted(tiny):
+    """MMRec's user -> item routing edges give users nothing: any number of rounds scores alike."""
+    ds, _, feats = tiny
+    a = small(built("grcn", ds, feats, n_routing=0))
+    b = small(built("grcn", ds, feats, n_routing=3))
+    np.testing.assert_allclose(scores_of(a), scores_of(b), atol=1e-5)
+    c = small(built("grcn", ds, feats, n_routing=3, routing="item_to_user"))
+    assert not np.allclose(scores_of(a), scores_of(c), atol=1e-3)
+
+
+def test_grcn_cold_item_has_no_id_part(tiny):
+    ds, _, feats = tiny
+    m = built("grcn", ds, feats)
+    m._export()
+    raw = m.item_factors_.copy()
+    m._export(cold_rule=True)
+    np.testing.assert_array_equal(m.item_factors_[13, : m.embedding_dim], 0)
+    np.testing.assert_allclose(m.item_factors_[13, m.embedding_dim :], raw[13, m.embedding_dim :], atol=1e-6)
+    np.testing.assert_allclose(m.item_factors_[:13], raw[:13], atol=1e-6)  # warm items unchanged
+    assert np.abs(raw[13, : m.embedding_dim]).sum() > 0
