@@ -3,6 +3,7 @@ papers and MMRec's code, not from vlmrec), their cold-item rules, and learning o
 six-community dataset. Tiny fixtures and helpers are shared with tests/test_model_equations.py."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from tests.test_model_equations import (
     N_USERS,
     bpr,
     built,
+    emb_loss,
     knn_dense,
     laplacian,
     layer_mean,
@@ -20,6 +22,7 @@ from tests.test_model_equations import (
     scores_of,
     tiny,  # noqa: F401  (the fixture)
 )
+from vlmrec.data.dataset import build_dataset
 from vlmrec.evaluation import Evaluator
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.models import create_model
@@ -108,6 +111,126 @@ def test_mgcn_cold_item_is_scored_by_its_item_item_views(tiny):  # noqa: F811
     np.testing.assert_allclose(m.user_factors_, raw_users, atol=1e-6)
 
 
+# ---- LGMRec --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ragged():
+    """Like `tiny` (9 users x 14 items, item 13 cold) but users have 2 to 6 training items, so a
+    per-user mean differs from a sum by more than one common factor."""
+    rng = np.random.default_rng(1)
+    rows = [
+        (f"u{u}", f"i{i:02d}") for u in range(N_USERS) for i in rng.choice(13, size=2 + u % 5, replace=False)
+    ]
+    seen = {i for _, i in rows}
+    rows += [("u8", f"i{i:02d}") for i in range(13) if f"i{i:02d}" not in seen]  # every warm item trained
+    train = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    ds = build_dataset(
+        "ragged",
+        train,
+        pd.DataFrame({"user_id": ["u1"], "item_id": ["i13"]}),
+        pd.DataFrame({"user_id": ["u0"], "item_id": ["i13"]}),
+    )
+    assert ds.n_users == N_USERS and ds.n_items == 14
+    r = ds.matrix("train").toarray().astype(np.float64)
+    feats = {
+        "image": FeatureSet.create(rng.normal(size=(14, 6)), ds, name="image", modality="image"),
+        "text": FeatureSet.create(rng.normal(size=(14, 5)) + 0.5, ds, name="text", modality="text"),
+    }
+    return ds, r, feats
+
+
+class RecordedNoise:
+    """Stands in for lgmrec.gumbel_noise: seeded Gumbel draws, kept in call order."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(5)
+        self.drawn = []
+
+    def __call__(self, logits):
+        g = self.rng.gumbel(size=tuple(logits.shape))
+        self.drawn.append(g)
+        return torch.as_tensor(g, dtype=logits.dtype)
+
+
+def lgmrec_reference(r, p, noise, n_ui, n_mm, n_hyper, alpha, tau, cold=()):
+    """MMRec's LGMRec forward (keep_rate 1), dense: (final [users; items], [(G_U, G_I)] per
+    modality); `noise` the Gumbel draws in the model's order (items, users per modality)."""
+    norm = lightgcn_norm(r)
+    cge = layer_mean(norm, np.vstack([p["user"], p["item"]]), n_ui)
+    local = cge.copy()
+    local[[N_USERS + c for c in cold]] = 0
+    num_inters = 1.0 / (r.sum(1, keepdims=True) + 1e-7)
+    hyper = []
+    for m in range(2):
+        f = p[f"features.{m}"]
+        z = f @ p[f"project.{m}"]
+        e = np.vstack([(r @ z) * num_inters, z])
+        for _ in range(n_mm):
+            e = norm @ e
+        local = local + unit(e)
+        h_i = softmax((f @ p[f"hyper.{m}"] + noise[2 * m]) / tau, 1)
+        h_u = softmax((r @ (f @ p[f"hyper.{m}"]) + noise[2 * m + 1]) / tau, 1)
+        g_i = cge[N_USERS:]
+        for _ in range(n_hyper):
+            lat = h_i.T @ g_i
+            g_i = h_i @ lat
+            g_u = h_u @ lat
+        hyper.append((g_u, g_i))
+    ghe = np.vstack(hyper[0]) + np.vstack(hyper[1])
+    return local + alpha * unit(ghe), hyper
+
+
+def ssl_triple(a, b, everyone, tau):
+    """MMRec's LGMRec ssl_triple_loss: a sum over the rows."""
+    a, b, everyone = unit(a), unit(b), unit(everyone)
+    pos = np.exp((a * b).sum(1) / tau)
+    ttl = np.exp(a @ everyone.T / tau).sum(1)
+    return -np.log(pos / ttl).sum()
+
+
+LGM = {"keep_rate": 1.0, "n_mm_layers": 1, "n_hyper_layers": 2, "hyper_num": 3, "alpha": 0.7}
+
+
+def test_lgmrec_equations(ragged, monkeypatch):
+    from vlmrec.models import lgmrec
+
+    ds, r, feats = ragged
+    m = built("lgmrec", ds, feats, cl_weight=0.2, reg_weight=0.3, temperature=0.5, **LGM)
+    p = params(m)
+    noise = RecordedNoise()
+    monkeypatch.setattr(lgmrec, "gumbel_noise", noise)
+    m._export()  # scoring draws Gumbel noise too (the reference's behaviour, the default)
+    assert len(noise.drawn) == 4
+    e, _ = lgmrec_reference(r, p, noise.drawn, 2, 1, 2, 0.7, 0.5)
+    eu, ei = e[:N_USERS], e[N_USERS:]
+    np.testing.assert_allclose(m.user_factors_ @ m.item_factors_.T, eu @ ei.T, atol=1e-5)
+    noise.drawn.clear()
+    loss = loss_of(m)
+    e, hyper = lgmrec_reference(r, p, noise.drawn, 2, 1, 2, 0.7, 0.5)
+    eu, ei = e[:N_USERS], e[N_USERS:]
+    u, i, j = BATCH
+    ref = bpr((eu[u] * ei[i]).sum(1), (eu[u] * ei[j]).sum(1)) + 0.3 * emb_loss(eu[u], ei[i], ei[j])
+    (uv, iv), (ut, it) = hyper
+    ref += 0.2 * (ssl_triple(uv[u], ut[u], ut, 0.5) + ssl_triple(iv[i], it[i], it, 0.5))
+    assert loss == pytest.approx(ref, abs=1e-5)
+
+
+def test_lgmrec_cold_item_and_noise_free_scoring(ragged):
+    """score_gumbel=false scores with the noise-free softmax; the cold item's CGE row is zeroed
+    and it keeps its (content) global embedding; warm factors are unchanged."""
+    ds, r, feats = ragged
+    m = built("lgmrec", ds, feats, score_gumbel=False, **LGM)
+    p = params(m)
+    zeros = [np.zeros((ds.n_items, 3)), np.zeros((N_USERS, 3))] * 2
+    e, _ = lgmrec_reference(r, p, zeros, 2, 1, 2, 0.7, 0.2)
+    np.testing.assert_allclose(scores_of(m), e[:N_USERS] @ e[N_USERS:].T, atol=1e-5)
+    raw_items = m.item_factors_.copy()
+    m._export(cold_rule=True)
+    e, _ = lgmrec_reference(r, p, zeros, 2, 1, 2, 0.7, 0.2, cold=[13])
+    np.testing.assert_allclose(m.item_factors_, e[N_USERS:], atol=1e-5)
+    assert np.abs(raw_items[13] - m.item_factors_[13]).max() > 1e-3
+    assert np.abs(m.item_factors_[13]).max() > 1e-3  # scored by its content, not zeroed out
+
+
 # ---- learning on the six-community dataset -------------------------------------------------
 @pytest.fixture(scope="module")
 def content(multi_community_dataset):
@@ -134,6 +257,7 @@ def mostpop(multi_community_dataset):
 
 LEARN = {
     "mgcn": {"batch_size": 128, "epochs": 15, "lr": 0.01},
+    "lgmrec": {"batch_size": 128, "epochs": 15, "lr": 0.01},
 }
 
 
