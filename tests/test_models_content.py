@@ -224,3 +224,44 @@ def test_warm_only_training_exports_the_raw_factors(name, multi_community_datase
     if len(model.cold_items_) == 0:
         model._export()
         np.testing.assert_array_equal(model.item_factors_, before)
+
+
+# ---- the graph models' cold option: warm content neighbours (issue 20) ------------------------
+
+
+def test_warm_neighbour_weights_by_hand():
+    from vlmrec.models.cold import warm_neighbour_weights
+
+    # 5 items in 2-D; items 3 and 4 are cold. Item 3 = (1, 1): cos with 0 = (1, 0) is 0.7071, with
+    # 1 = (1, 1) is 1, with 2 = (-1, 0) is -0.7071 (not a neighbour), with cold 4 never counted.
+    # Item 4 = (0, -1): cos 0 with items 0 and 2, -0.7071 with item 1: no positive neighbour.
+    x = np.array([[1, 0], [1, 1], [-1, 0], [1, 1], [0, -1]], dtype=np.float32)
+    w = warm_neighbour_weights([x], np.array([3, 4]), k=3).toarray()
+    s = 1 + 2**-0.5
+    np.testing.assert_allclose(w[0], [2**-0.5 / s, 1 / s, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_array_equal(w[1], np.zeros(5))
+    # two modalities: their cosines are averaged
+    y = np.array([[0, 1], [1, 0], [1, 0], [0, 1], [1, 0]], dtype=np.float32)
+    w2 = warm_neighbour_weights([x, y], np.array([3]), k=1).toarray()
+    # item 3: mean cos with 0 = (0.7071 + 1) / 2, with 1 = (1 + 0) / 2: item 0 wins
+    np.testing.assert_allclose(w2[0], [1, 0, 0, 0, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["freedom", "lattice", "bm3"])
+def test_cold_items_neighbours_re_embeds_only_cold_items_from_warm_neighbours(name, cold_start):
+    from vlmrec.models.cold import warm_neighbour_weights
+    from vlmrec.models.content import modality_matrices
+
+    ds, feats, cold_ids = cold_start
+    params = {**MULTIMODAL.get(name, {}), "epochs": 2, "device": "cpu"}
+    reference = create_model(name, **params).fit(ds, feats, seed=0)
+    option = create_model(name, **params, cold_items="neighbours").fit(ds, feats, seed=0)
+    warm = np.setdiff1d(np.arange(ds.n_items), cold_ids)
+    # training is untouched: warm items and users are exactly the reference's
+    np.testing.assert_array_equal(option.item_factors_[warm], reference.item_factors_[warm])
+    np.testing.assert_array_equal(option.user_factors_, reference.user_factors_)
+    # each cold item is the weighted mean of its warm neighbours' final embeddings
+    w = warm_neighbour_weights(modality_matrices(list(feats.values())), cold_ids).toarray()
+    assert (w.sum(1) > 0).all()
+    np.testing.assert_allclose(option.item_factors_[cold_ids], w @ reference.item_factors_, atol=1e-5)
+    assert not np.allclose(option.item_factors_[cold_ids], reference.item_factors_[cold_ids])

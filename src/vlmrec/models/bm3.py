@@ -15,6 +15,8 @@ takes off, hence the longer default patience.
 Cold item (no training interaction): p(e_i) would come from its untrained ID row, so it is
 replaced by the mean over modalities of p(W_m f_m,i) (the alignment loss trains the projected
 content to predict the item's embedding).
+Option `cold_items="neighbours"` (not the reference; docs/cold_start.md): a cold item's final
+embedding is the similarity-weighted mean of those of its 10 most content-similar warm items.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from vlmrec.models.cold import ColdRule, NeighbourCold
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.lightgcn import propagate
@@ -50,7 +53,7 @@ class BM3Net(MultimodalNet):
 
 
 @register("bm3")
-class BM3(TorchRecommender):
+class BM3(NeighbourCold, TorchRecommender):
     net: BM3Net
     uses_features = True
 
@@ -64,9 +67,11 @@ class BM3(TorchRecommender):
         ] = 2.0,
         reg_weight: Annotated[float, Field(ge=0, description="L2 weight on the encoder outputs")] = 0.01,
         train_features: TrainFeatures = True,
+        cold_items: ColdRule = "reference",
         training: TrainingParams = TrainingParams(),
     ) -> None:
         self.embedding_dim = embedding_dim
+        self.cold_items = cold_items
         self.n_layers = n_layers
         self.dropout = dropout
         self.cl_weight = cl_weight
@@ -76,6 +81,7 @@ class BM3(TorchRecommender):
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
+        self._prepare_cold_neighbours(mats, self.cold_items_)
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
         self.net = BM3Net(dataset.n_users, mats, self.embedding_dim, self.train_features)
 
@@ -112,4 +118,4 @@ class BM3(TorchRecommender):
         content = [pred(proj(feats[cold])) for feats, proj in zip(self.net.features, self.net.project)]
         pi = pi.clone()
         pi[cold] = torch.stack(content).mean(0)
-        return pu, pi
+        return self._neighbour_cold(pu, pi, self.cold_items_)

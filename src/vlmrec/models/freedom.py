@@ -15,6 +15,8 @@ Loss: BPR(e_u, e_i + h_i) + reg_weight * sum_m BPR(e_u, W_m f_m + b_m) (modality
 Cold item (no training interaction): the LightGCN part e_i, its untrained ID row, is zeroed at
   scoring; it is scored by the item-graph view alone, x_ui = <e_u, h_i>, h_i = (S^L E_item)_i
   built from its content neighbours in S.
+Option `cold_items="neighbours"` (not the reference; docs/cold_start.md): a cold item's final
+  embedding is the similarity-weighted mean of those of its 10 most content-similar warm items.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from pydantic import Field
 
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.models.cold import ColdRule, NeighbourCold
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import knn_normalised, sym_normalise, to_torch_sparse
 from vlmrec.models.lightgcn import propagate
@@ -61,7 +64,7 @@ class FREEDOMNet(MultimodalNet):
 
 
 @register("freedom")
-class FREEDOM(TorchRecommender):
+class FREEDOM(NeighbourCold, TorchRecommender):
     net: FREEDOMNet
     uses_features = True
 
@@ -86,9 +89,11 @@ class FREEDOM(TorchRecommender):
             float, Field(ge=0, description="optional extra L2 (EmbLoss form; 0 as the reference)")
         ] = 0.0,
         train_features: TrainFeatures = True,
+        cold_items: ColdRule = "reference",
         training: TrainingParams = TrainingParams(),
     ) -> None:
         self.embedding_dim = embedding_dim
+        self.cold_items = cold_items
         self.knn_k = knn_k
         self.n_mm_layers = n_mm_layers
         self.n_ui_layers = n_ui_layers
@@ -101,6 +106,7 @@ class FREEDOM(TorchRecommender):
 
     def _setup(self, dataset, features, rng):
         fsets = self._require_features(features, dataset)
+        self._prepare_cold_neighbours(modality_matrices(fsets), self.cold_items_)
         self._rng = rng
         k = min(self.knn_k, dataset.n_items)
         self.item_graph_ = to_torch_sparse(mixed_item_graph(fsets, k, self.image_weight), self.device_)
@@ -147,7 +153,7 @@ class FREEDOM(TorchRecommender):
         eu, ei, h = self._parts(self._full_adj)
         ei = ei.clone()
         ei[torch.as_tensor(self.cold_items_, device=ei.device)] = 0
-        return eu, ei + h
+        return self._neighbour_cold(eu, ei + h, self.cold_items_)
 
     def _batch_loss(self, users, pos, neg):
         eu, ei = self._forward(self.adj_)

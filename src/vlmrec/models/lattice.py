@@ -21,6 +21,8 @@ lr * 0.96^(epoch/50) (the reference's scheduler).
 Cold item (no training interaction): the user-item (LightGCN) part e_i, its untrained ID row, is
 zeroed at scoring; it is scored by the item-graph view alone, x_ui = <e_u, h_i/||h_i||>, h built
 from its content neighbours in A.
+Option `cold_items="neighbours"` (not the reference; docs/cold_start.md): a cold item's final
+embedding is the similarity-weighted mean of those of its 10 most content-similar warm items.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from vlmrec.models.cold import ColdRule, NeighbourCold
 from vlmrec.models.content import MultimodalNet, modality_matrices
 from vlmrec.models.graph import (
     knn_entries,
@@ -65,7 +68,7 @@ class LATTICENet(MultimodalNet):
 
 
 @register("lattice")
-class LATTICE(TorchRecommender):
+class LATTICE(NeighbourCold, TorchRecommender):
     net: LATTICENet
     uses_features = True
     _graph: torch.Tensor | None  # the learned item graph of this epoch (None: rebuild it)
@@ -94,9 +97,11 @@ class LATTICE(TorchRecommender):
             Field(description="user-item propagation matrix: D^-1 (A + I) (reference) or D^-1/2 A D^-1/2"),
         ] = "random_walk",
         train_features: TrainFeatures = True,
+        cold_items: ColdRule = "reference",
         training: TrainingParams = TrainingParams(lr_decay=0.96),  # the reference's scheduler
     ) -> None:
         self.embedding_dim = embedding_dim
+        self.cold_items = cold_items
         self.feat_embed_dim = feat_embed_dim
         self.knn_k = knn_k
         self.n_layers = n_layers
@@ -109,6 +114,7 @@ class LATTICE(TorchRecommender):
 
     def _setup(self, dataset, features, rng):
         mats = modality_matrices(self._require_features(features, dataset))
+        self._prepare_cold_neighbours(mats, self.cold_items_)
         self.k_ = min(self.knn_k, dataset.n_items)
         self.priors_ = [
             to_torch_sparse(knn_normalised(x, self.k_, weighted=True), self.device_).coalesce() for x in mats
@@ -167,7 +173,7 @@ class LATTICE(TorchRecommender):
         eu, ei, h = self._parts(self.item_graph())
         ei = ei.clone()
         ei[torch.as_tensor(self.cold_items_, device=ei.device)] = 0
-        return eu, ei + h
+        return self._neighbour_cold(eu, ei + h, self.cold_items_)
 
     def _batch_loss(self, users, pos, neg):
         if self._graph is None:
