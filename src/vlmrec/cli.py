@@ -17,6 +17,7 @@ from vlmrec.data.spec import FORMATS
 from vlmrec.errors import ConfigError, VlmrecError, option_error
 from vlmrec.folders import FolderKind, check_folder, claim_folder, same_folder
 from vlmrec.names import safe_name
+from vlmrec.serving.http import DEFAULT_MAX_BODY, DEFAULT_REQUEST_TIMEOUT, TOKEN_ENV
 from vlmrec.serving.index import INDEX_CHOICES
 
 if TYPE_CHECKING:
@@ -251,6 +252,16 @@ def _parse_params(pairs: list[str]) -> dict:
     return out
 
 
+def _no_bools(model: str, params: dict[str, Any]) -> None:
+    """`--param k=true` is refused for a parameter that is not a switch (JSON's true is not 1)."""
+    from vlmrec.experiments.config import bool_problem
+    from vlmrec.models import MODELS
+
+    problem = bool_problem(model, params) if model in MODELS else None
+    if problem:
+        raise ConfigError(f"--param {problem}")
+
+
 @app.command()
 def evaluate(
     dataset: Path = typer.Option(..., help="A prepared dataset folder."),
@@ -289,7 +300,9 @@ def evaluate(
         masked = tuple(x.strip() for x in mask.split(","))
         if masked not in (("train",), ("train", "valid")):
             raise ConfigError(f"--mask {mask!r}: choose train,valid or train")
-        res = run_cell(ds, model, _parse_params(param), fsets, seed=seed, ks=ks, mask=masked)
+        params = _parse_params(param)
+        _no_bools(model, params)
+        res = run_cell(ds, model, params, fsets, seed=seed, ks=ks, mask=masked)
         claim_folder(out, "results")  # checked again: the folder may have changed while training
     except VlmrecError as e:
         _fail(e)
@@ -698,15 +711,36 @@ def serve(
     nprobe: int | None = typer.Option(None, help="ivf index: cells scanned per query."),
     ef_search: int | None = typer.Option(None, help="hnsw index: candidate list per query."),
     workers: int = typer.Option(
-        1, help="Worker processes sharing one memory-mapped index and the same logs."
+        1, min=1, max=256, help="Worker processes sharing one memory-mapped index and the same logs."
     ),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind; anything but loopback needs a write token (--token)."
+    ),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port, 1..65535."),
+    token: str | None = typer.Option(
+        None,
+        envvar=TOKEN_ENV,
+        show_envvar=True,
+        help=f"Bearer token POST /events and POST /items require (at least 16 characters; better "
+        f"set {TOKEN_ENV} than put it on the command line).",
+    ),
+    max_body_bytes: int = typer.Option(
+        DEFAULT_MAX_BODY, "--max-body-bytes", help="Largest request body; a larger one is answered 413."
+    ),
+    request_timeout: float = typer.Option(
+        DEFAULT_REQUEST_TIMEOUT,
+        "--request-timeout",
+        help="Seconds a client has to send a whole request (head and body) before the connection is closed.",
+    ),
 ) -> None:
-    """Serve recommendations over HTTP (FastAPI; OpenAPI schema at /docs and /openapi.json).
+    """Serve recommendations over HTTP (FastAPI; API docs at /docs, schema at /openapi.json).
 
     The same service as `python -m vlmrec.serving`: the state (index, logs) is built or loaded
-    once, then served by `--workers` processes."""
+    once, then served by `--workers` processes. docs/serving.md: the token, limits and a reverse
+    proxy in front."""
+    from pydantic import ValidationError
+
+    from vlmrec.serving.http import HttpLimits
     from vlmrec.serving.server import make_spec
     from vlmrec.serving.server import serve as run_server
 
@@ -723,7 +757,11 @@ def serve(
             nprobe=nprobe,
             ef_search=ef_search,
         )
-        run_server(spec, host, port, workers, announce=console.print)
+        try:
+            limits = HttpLimits(token=token, max_body_bytes=max_body_bytes, request_timeout=request_timeout)
+        except ValidationError as e:
+            raise option_error(e) from None
+        run_server(spec, host, port, workers, announce=console.print, limits=limits)
     except VlmrecError as e:
         _fail(e)
 

@@ -9,9 +9,9 @@ once here and in `data.splits`; the CLI lists them from these definitions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from vlmrec.data.dataset import Dataset
 from vlmrec.data.splits import SplitMethod
@@ -30,6 +30,10 @@ Format = Literal[
 ]
 """The readers `vlmrec prepare --format` and a config's `dataset.format` accept (data/readers.py)."""
 FORMATS: tuple[str, ...] = get_args(Format)
+Int = Annotated[int, Strict()]
+"""An integer that is an integer: YAML's `true` is refused, not read as 1."""
+Number = Annotated[float, Strict()]
+"""A number (an integer is one too), never `true`/`false`."""
 
 
 class DatasetSpec(BaseModel):
@@ -58,17 +62,17 @@ class DatasetSpec(BaseModel):
     """format table: the field separator of text files (default: sniffed per file)"""
     encoding: str | None = None
     """format table: the files' text encoding (default UTF-8; a wrong one is an error naming the byte)"""
-    rating_threshold: float | None = None
+    rating_threshold: Number | None = None
     """keep interactions rated >= this as positives (unset: keep all)"""
-    k_core: int = Field(0, ge=0)
+    k_core: Int = Field(0, ge=0)
     """repeatedly drop users and items with fewer interactions than this (0: off)"""
     split: SplitMethod = "random"
     """random (per user), loo (leave the last out), temporal (one global time cut) or cold-items"""
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    ratios: tuple[Number, Number, Number] = (0.8, 0.1, 0.1)
     """train, validation and test shares"""
-    seed: int = 42
+    seed: Int = Field(42, ge=0, le=2**32 - 1)
     """seed of the split: the same seed gives the same split"""
-    cold_fraction: float = Field(0.2, gt=0, lt=1)
+    cold_fraction: Number = Field(0.2, gt=0, lt=1)
     """split cold-items: the fraction of items held out of training (see docs/cold_start.md)"""
     planted: dict[str, Any] | None = None
     """format planted: generator options (n_users, n_items, interactions_per_user, ...)"""

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic import Strict as StrictMode
 
 from vlmrec.data.spec import DatasetSpec
 from vlmrec.errors import ConfigError
@@ -19,6 +29,15 @@ from vlmrec.features.extraction import MissingPolicy
 from vlmrec.names import SafeName
 
 ALL_METRICS = METRICS + BEYOND_METRICS
+MAX_SEED = 2**32 - 1
+"""The largest seed (numpy's legacy seeding takes 32 bits)."""
+MAX_THREADS = 256
+"""The most CPU threads a config may ask for (a typo such as 20000 would start that many)."""
+MAX_GRID_POINTS = 1000
+"""Default of `max_grid_points`: a larger grid is refused at load unless the config raises it."""
+Int = Annotated[int, StrictMode()]
+"""An integer that is an integer: `true` is not 1 (YAML's booleans are refused, not counted)."""
+Seed = Annotated[int, StrictMode(), Field(ge=0, le=MAX_SEED)]
 
 
 class Strict(BaseModel):
@@ -73,8 +92,9 @@ class ModelConfig(Strict):
     distinct labels (a name, not a path: no '/', '\\', leading '.' or control characters)"""
     params: dict[str, Any] = Field(default_factory=dict)
     """fixed hyperparameters"""
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    """hyperparameter values to try; the best point on validation (mean over seeds) is kept"""
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
+    """hyperparameter values to try (each list non-empty); the best point on validation (mean
+    over seeds) is kept"""
     features: list[list[str]] = Field(default_factory=list)
     """feature sets to train with: each entry a name or a list of names (one cell each)"""
 
@@ -87,7 +107,12 @@ class ModelConfig(Strict):
             return v  # pydantic names the type error
         return [[x] if isinstance(x, str) else list(x) if isinstance(x, list | tuple) else x for x in v]
 
+    def grid_size(self) -> int:
+        """How many points the grid has (counted, not listed)."""
+        return math.prod(len(v) for v in self.grid.values())
+
     def grid_points(self) -> list[dict[str, Any]]:
+        """Every point of the grid, each with the fixed `params`."""
         keys = sorted(self.grid)
         return [
             {**self.params, **dict(zip(keys, combo))}
@@ -120,7 +145,7 @@ class EvaluationConfig(Strict):
     (warm / cold) and "popularity" (head / torso / tail); see docs/cold_start.md.
     """
 
-    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    ks: list[Int] = Field(default_factory=lambda: [10, 20])
     """ranking cutoffs K"""
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
     """metrics reported at every K"""
@@ -132,7 +157,7 @@ class EvaluationConfig(Strict):
     """splits whose items are removed from each user's test ranking"""
     alpha: float = Field(0.05, gt=0, lt=0.5)
     """significance level of the verdicts (Holm over every comparison of a run)"""
-    n_boot: int = Field(5000, ge=1000, le=100_000)
+    n_boot: Int = Field(5000, ge=1000, le=100_000)
     """draws of the paired bootstrap over users and seeds that gives every interval and p"""
 
     @model_validator(mode="before")
@@ -179,7 +204,9 @@ class EvaluationConfig(Strict):
         # checked here, at load, so a bad value fails before any grid trains
         ranking = [m for m in self.metrics if m in METRICS]
         if not ranking:
-            raise ValueError(f"metrics {self.metrics}: at least one ranking metric of {list(METRICS)} is needed")
+            raise ValueError(
+                f"metrics {self.metrics}: at least one ranking metric of {list(METRICS)} is needed"
+            )
         if self.select is None:
             default = "recall" if "recall" in ranking else ranking[0]
             self.select = f"{default}@{20 if 20 in self.ks else max(self.ks)}"
@@ -211,20 +238,35 @@ class ExperimentConfig(Strict):
     """the run folder (results, cells, report); a rerun resumes in it"""
     description: str = ""
     """free text shown at the top of the report"""
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    """training seeds; every model runs every seed, results show their mean and CI"""
-    threads: int = 2
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    """training seeds (distinct, 0..2**32-1); every model runs every seed, results show their
+    mean and CI"""
+    threads: Int = Field(2, ge=1, le=MAX_THREADS)
     """CPU threads for training and scoring"""
+    max_grid_points: Int = Field(MAX_GRID_POINTS, ge=1)
+    """the most points one model's grid may have (the product of its list lengths; each point
+    runs once per seed); a larger grid is refused at load, before anything is validated or
+    trained: raise this to run it anyway"""
     dataset: DatasetSpec  # the data layer's own spec (also built by `vlmrec prepare`)
     """where the interactions and items come from and how they are split"""
     features: list[FeatureConfig] = Field(default_factory=list)
     """item feature sets: extracted, fused or loaded"""
     controls: list[ControlKind] = Field(default_factory=list)
     """content controls made for every feature set a model uses (shuffled, random, zero twins)"""
-    models: list[ModelConfig]
-    """the models to compare, each with params, grid and feature sets"""
+    models: list[ModelConfig] = Field(min_length=1)
+    """the models to compare (at least one), each with params, grid and feature sets"""
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     """cutoffs, metrics, segments, mask and significance"""
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        twice = sorted({s for s in v if v.count(s) > 1})
+        if twice:
+            raise ValueError(
+                f"{v}: seed {twice[0]} is listed twice; each seed once (a repeat would count as another seed)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _references(self):
@@ -248,6 +290,16 @@ class ExperimentConfig(Strict):
             bad = [p for p in [*m.params, *m.grid] if p not in valid]
             if bad:
                 raise ValueError(f"models[{i}] ({m.name}): unknown parameter(s) {bad}; valid: {valid}")
+            if m.grid_size() > self.max_grid_points:
+                sizes = " x ".join(f"{len(v)} {k}" for k, v in sorted(m.grid.items()))
+                raise ValueError(
+                    f"models[{i}] ({m.name}).grid: {m.grid_size():,} points ({sizes}), above "
+                    f"max_grid_points = {self.max_grid_points:,}; each point trains once per seed: "
+                    "shrink the grid, or raise max_grid_points to run it"
+                )
+            problem = bool_problem(m.name, {**m.params, **{k: x for k, v in m.grid.items() for x in v}})
+            if problem:
+                raise ValueError(f"models[{i}] ({m.name}): {problem}")
             from vlmrec.errors import ModelError
             from vlmrec.models.base import validate_params
 
@@ -317,8 +369,43 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         lines = []
         for err in e.errors():
             key = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  {key}: {err['msg']}")
+            msg = f"{err['msg']}{_got(err)}"
+            lines.append(f"  {key}: {msg}" if key else f"  {msg.removeprefix('Value error, ')}")
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
     if cfg.output_dir is None:
         cfg.output_dir = Path("runs") / cfg.name
     return cfg
+
+
+def _got(err: Any) -> str:
+    """` (got VALUE)` for a scalar input of a type error (YAML's `true` read as a number, a
+    string where a number belongs), else nothing."""
+    value = err.get("input")
+    if not err["type"].endswith(("_type", "_parsing")) or not isinstance(value, bool | int | float | str):
+        return ""
+    text = repr(value) if not isinstance(value, bool) else str(value).lower()
+    return f" (got {text[:60]})"
+
+
+def bool_problem(model: str, values: dict[str, Any]) -> str | None:
+    """What is wrong when a hyperparameter that is not a switch got `true`/`false` (YAML or JSON
+    would otherwise make it 1 or 0: `k: true` is not k = 1), or None."""
+    from vlmrec.models import MODELS
+    from vlmrec.models.params import param_spec
+
+    fields = param_spec(MODELS[model]).model_fields
+    for name, value in values.items():
+        if not isinstance(value, bool) or name not in fields:
+            continue
+        try:
+            TypeAdapter(fields[name].annotation or Any).validate_python(value, strict=True)
+        except ValidationError:
+            return (
+                f"{name}: {str(value).lower()} is a true/false value, not a {_kind(fields[name].annotation)}"
+            )
+    return None
+
+
+def _kind(annotation: Any) -> str:
+    name = getattr(annotation, "__name__", None) or str(annotation)
+    return {"int": "whole number", "float": "number"}.get(name, name)
