@@ -20,12 +20,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from vlmrec.errors import ConfigError, option_error
+from vlmrec.serving.http import PROTOCOL, TOKEN_ENV, HttpLimits, check_token, limits_from_env
 from vlmrec.serving.index import INDEX_CHOICES, IndexParams
 from vlmrec.serving.loader import ServeSpec, load_state
 
 log = logging.getLogger(__name__)
 
 SPEC_ENV = "VLMREC_SERVE_SPEC"
+LIMITS_ENV = "VLMREC_SERVE_LIMITS"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -51,11 +53,14 @@ def pin_threads(n: int = 1) -> None:
 
 def worker_app():
     """Application factory for worker processes: the spec comes from the environment."""
+    from vlmrec.serving.protocol import TimedProtocol
     from vlmrec.serving.service import create_app
 
     pin_threads(1)
     spec = ServeSpec.model_validate_json(os.environ[SPEC_ENV])
-    return create_app(load_state(spec))
+    limits = limits_from_env(os.environ.get(LIMITS_ENV))
+    TimedProtocol.request_timeout = limits.request_timeout
+    return create_app(load_state(spec), limits)
 
 
 def serve(
@@ -64,36 +69,49 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     announce: Callable[[str], None] = log.info,
+    limits: HttpLimits | None = None,
 ) -> None:
     """Build or load the state once, then serve it with `workers` processes (blocks). `announce`
-    receives the one-line "serving ... on http://..." message once the state is ready."""
+    receives the one-line "serving ... on http://..." message once the state is ready. `limits`:
+    the write token (required beyond loopback), request-size limit and request-read timeout."""
     import uvicorn
 
+    from vlmrec.serving.protocol import TimedProtocol
     from vlmrec.serving.service import create_app
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: give 1 or more")
+    limits = limits or HttpLimits()
+    try:
+        check_token(host, limits.token.get_secret_value() if limits.token else None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    TimedProtocol.request_timeout = limits.request_timeout
+    http = {"http": PROTOCOL, "timeout_keep_alive": 5, "log_level": "warning", "access_log": False}
     pin_threads(1)
     state = load_state(spec)  # builds the persisted index before any worker starts
     what = ", ".join(f"{k}={v}" for k, v in state.description.items()) or state.mode
     announce(
         f"serving {what} ({state.index.kind} index) on http://{host}:{port} "
-        f"with {workers} worker(s); docs at /docs"
+        f"with {workers} worker(s); docs at /docs; writes "
+        + ("need the token" if limits.token else "open to this machine only")
     )
     if workers == 1:
-        uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(state, limits), host=host, port=port, **http)  # type: ignore[arg-type]
         return
     del state
     gc.collect()
     os.environ[SPEC_ENV] = spec.model_dump_json()
+    os.environ[LIMITS_ENV] = limits.public_json()
+    if limits.token is not None:
+        os.environ[TOKEN_ENV] = limits.token.get_secret_value()
     uvicorn.run(
         "vlmrec.serving.server:worker_app",
         factory=True,
         workers=workers,
         host=host,
         port=port,
-        log_level="warning",
-        access_log=False,
+        **http,  # type: ignore[arg-type]
     )
 
 

@@ -18,7 +18,7 @@ import os
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,7 +26,8 @@ from starlette.routing import Route
 
 from vlmrec import __version__
 from vlmrec.errors import NotFoundError, VlmrecError
-from vlmrec.serving.state import MAX_ID_LEN, Recommendation, ServingState
+from vlmrec.serving.http import BodyLimit, HttpLimits, add_docs, token_guard
+from vlmrec.serving.state import MAX_ID_LEN, Recommendation, ServingState, vector_problem
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ class NewItem(BaseModel):
     def _one(self):
         if (self.vector is None) == (self.text is None):
             raise ValueError("give exactly one of 'vector' or 'text'")
+        if self.vector is not None:
+            problem = vector_problem(np.asarray(self.vector, np.float64))
+            if problem:
+                raise ValueError(f"vector: {problem}")
         return self
 
 
@@ -155,13 +160,22 @@ def _id_from(request: Request, name: str) -> str:
     return value
 
 
-def create_app(state: ServingState) -> FastAPI:
-    """The FastAPI application serving `state`."""
+def create_app(state: ServingState, limits: HttpLimits | None = None) -> FastAPI:
+    """The FastAPI application serving `state`, with the write token, request-size limit and
+    offline docs of `limits` (serving/http.py; the request-read timeout is the server's)."""
+    limits = limits or HttpLimits()
+    token = limits.token.get_secret_value() if limits.token is not None else None
     app = FastAPI(
         title="vlmrec",
         version=__version__,
-        description="Recommendations from precomputed item representations (offline extraction, online matching).",
+        description="Recommendations from precomputed item representations (offline extraction, online matching)."
+        + (" POST /events and POST /items need 'Authorization: Bearer TOKEN'." if token else ""),
+        docs_url=None,
+        redoc_url=None,
     )
+    docs = add_docs(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    writes = [Depends(token_guard(token))]
 
     # only the project's own NotFoundError is a 404: a KeyError from a bug stays a 500
     @app.exception_handler(NotFoundError)
@@ -192,6 +206,8 @@ def create_app(state: ServingState) -> FastAPI:
                 "pid": os.getpid(),
                 **state.health(),
                 **state.description,
+                "writes": "token required" if token else "open (loopback only)",
+                "docs": "/docs" if docs else "off (install fastapi-offline); schema at /openapi.json",
                 "note": "factor mode folds new users in as the mean of their items' factors"
                 if state.mode == "factors"
                 else "",
@@ -208,7 +224,7 @@ def create_app(state: ServingState) -> FastAPI:
         """Top-k items for an ad-hoc history (optionally weighted)."""
         return _recs(state.recommend_items(req.items, req.k, req.weights))
 
-    @app.post("/events", status_code=201)
+    @app.post("/events", status_code=201, dependencies=writes)
     def add_event(event: Event) -> dict:
         """Record an interaction; acknowledged (201) once it is on disk."""
         created = state.add_event(event.user_id, event.item_id, event.timestamp)
@@ -233,7 +249,7 @@ def create_app(state: ServingState) -> FastAPI:
         Route("/items/{item_id}/similar", fast_similar, methods=["GET"], include_in_schema=False),
     ]
 
-    @app.post("/items", status_code=201)
+    @app.post("/items", status_code=201, dependencies=writes)
     def add_item(item: NewItem) -> dict:
         """Add an item by vector, or by text when the service has a text encoder."""
         if item.text is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,28 @@ log = logging.getLogger(__name__)
 Mode = Literal["profile", "factors"]
 Encoder = Callable[[str], np.ndarray]
 MAX_ID_LEN = 256
+
+
+MIN_NORM = 1e-12
+"""The smallest L2 norm an item vector may have (below it, normalising divides by ~0)."""
+
+
+def vector_problem(vector: np.ndarray) -> str | None:
+    """Why an item vector cannot be indexed, or None: NaN or infinite values (also values beyond
+    float32), all zeros (no direction: every score against it is 0), or an L2 norm that
+    overflows float32 or is too small to normalise (stored as zeros or as noise)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        v = np.asarray(vector, np.float32)
+        if not np.isfinite(v).all():
+            return "NaN or infinite values (or values beyond float32's range)"
+        if not v.any():
+            return "all zeros: a vector without a direction cannot be ranked"
+        norm = float(np.linalg.norm(v))
+    if not math.isfinite(norm):
+        return "its length (L2 norm) overflows float32; scale it down"
+    if norm < MIN_NORM:
+        return f"its length (L2 norm) is below {MIN_NORM:g}, too small to normalise; scale it up"
+    return None
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -105,8 +128,7 @@ class ServingState:
         self.items = IdMap(item_ids, "item")
         if len(item_vectors) != len(self.items):
             raise DataError(f"serving: {len(item_vectors)} item vectors for {len(self.items)} item ids")
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = _state_folder(Path(state_dir))
         self.index_choice = index_kind
         self.index = open_index(
             self.state_dir / "index", item_vectors, index_kind, index_params, normalise=mode == "profile"
@@ -289,8 +311,9 @@ class ServingState:
     def _check_vector(self, vector: np.ndarray) -> None:
         if vector.shape[0] != self.dim:
             raise DataError(f"vector has {vector.shape[0]} dims; this index holds {self.dim}-dim vectors")
-        if not np.isfinite(vector).all():
-            raise DataError("vector contains NaN or infinite values (or values beyond float32)")
+        problem = vector_problem(vector)
+        if problem:
+            raise DataError(f"vector: {problem}")
 
     # ---- following the logs ------------------------------------------------------------------
     def sync(self) -> None:
@@ -380,6 +403,22 @@ class ServingState:
 
     def _item(self, item_id: str) -> int:
         return self.items.position(item_id)
+
+
+def _state_folder(d: Path) -> Path:
+    """`d` as a writable folder (created if absent), or a DataError saying what it is instead."""
+    if d.exists() and not d.is_dir():
+        raise DataError(f"state folder {d}: is a file, not a folder; give --state-dir a folder")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(
+            f"state folder {d}: cannot write there ({e.strerror or e}); give --state-dir a writable folder"
+        ) from None
+    return d
 
 
 def _history(dataset: Dataset, splits) -> list[set[int]]:
