@@ -19,8 +19,8 @@ request-read timeout and the offline API docs (issue 23).
 from __future__ import annotations
 
 import hmac
-import json
 import ipaddress
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
