@@ -121,8 +121,75 @@ def test_dualgnn_cold_item_is_scored_by_its_content(tiny):
     assert not np.allclose(m.item_factors_[13], cold)
 
 
+# ---- SLMRec --------------------------------------------------------------------------------
+def cross_entropy_diag(logits):
+    logits = logits - logits.max(1, keepdims=True)
+    return np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
+
+
+def test_slmrec_features_are_l2_normalised_and_frozen(tiny):
+    ds, _, feats = tiny
+    m = create_model("slmrec", epochs=2, lr=0.05, batch_size=8, device="cpu").fit(ds, feats, seed=0)
+    for k, name in enumerate(("image", "text")):
+        np.testing.assert_allclose(m.net.feats[k].numpy(), normalise(feats[name].vectors), atol=1e-6)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_slmrec_equations(tiny, wd):
+    ds, r, feats = tiny
+    m = small(
+        built("slmrec", ds, feats, embedding_dim=6, ssl_alpha=0.7, temp=0.3, ssl_temp=0.4, weight_decay=wd)
+    )
+    p = params(m)
+    a = lightgcn_norm(r)
+
+    def lg(items):
+        e = np.vstack([p["user"], items])
+        out = e.copy()
+        for _ in range(3):
+            e = a @ e
+            out = out + e
+        out /= 4
+        return out[:N_USERS], out[N_USERS:]
+
+    parts = [lg(p["item"])] + [lg(linear(p, f"dense.{k}", p[f"feats.{k}"])) for k in range(2)]
+    eu = linear(p, "fuse_user", np.hstack([pu for pu, _ in parts]))
+    ei = linear(p, "fuse_item", np.hstack([pi for _, pi in parts]))
+    np.testing.assert_allclose(scores_of(m), eu @ ei.T, atol=1e-5)
+    u, i, _ = BATCH
+    ref = cross_entropy_diag(normalise(eu[u]) @ normalise(ei[i]).T / 0.3)
+    # FAC as MMRec: g_i_iv/g_v_iv, then g_iv_iva -> g_iva_ivat against g_t_ivat
+    s = linear(p, "head_id", parts[0][1][i])
+    ssl = cross_entropy_diag(s @ linear(p, "head.0", parts[1][1][i]).T / 0.4)
+    s = linear(p, "chain_b.0", linear(p, "chain_a.0", s))
+    ssl += cross_entropy_diag(s @ linear(p, "head.1", parts[2][1][i]).T / 0.4)
+    ref += 0.7 * ssl
+    ref += wd / 2 * sum((v**2).sum() for k, v in p.items() if not k.startswith("feats"))
+    assert loss_of(m) == pytest.approx(ref, abs=1e-5)
+
+
+def test_slmrec_cold_item_has_no_id_part(tiny):
+    ds, _, feats = tiny
+    m = built("slmrec", ds, feats)
+    m._export()
+    raw = m.item_factors_.copy()
+    m._export(cold_rule=True)
+    np.testing.assert_allclose(m.item_factors_[:13], raw[:13], atol=1e-6)  # warm items unchanged
+    with torch.no_grad():
+        m.net.item[13] += 3.0  # its untrained ID row no longer matters
+    m._export(cold_rule=True)
+    cold = m.item_factors_[13].copy()
+    m._export()
+    assert not np.allclose(m.item_factors_[13], cold)
+    with torch.no_grad():
+        m.net.item[13] -= 3.0
+    m._export(cold_rule=True)
+    np.testing.assert_allclose(m.item_factors_[13], cold, atol=1e-6)
+
+
 LEARN = {
     "dualgnn": {"epochs": 10, "lr": 0.01, "batch_size": 256},
+    "slmrec": {"epochs": 10, "lr": 0.01, "batch_size": 256},
 }
 
 
