@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vlmrec.cli import app
-from vlmrec.experiments.demo import demo_configs
 from vlmrec.experiments.comparisons import ComparisonSpec
+from vlmrec.experiments.demo import demo_configs
 from vlmrec.experiments.verdict import compute_verdicts, verdict_lines
 
 ID_ONLY = {"mostpop", "itemknn", "ease", "ials", "bprmf"}

@@ -311,8 +311,13 @@ def test_the_best_id_reference_is_chosen_on_validation_not_test():
                     "valid_score": valid,
                 }
             )
-    board = leaderboard(pd.DataFrame(rows), pd.concat(per, ignore_index=True), "recall", 20)
+    from vlmrec.experiments.comparisons import compare_run
+
+    results, per_user = pd.DataFrame(rows), pd.concat(per, ignore_index=True)
+    comparisons = compare_run(results, per_user)
+    board = leaderboard(results, per_user, "recall", 20, comparisons=comparisons)
     assert (board["best_id_baseline"] == "strong-on-valid").all()
+    assert comparisons.references[("d", "all")] == "strong-on-valid"
     r = board.set_index("model").loc["content"]
     assert r["vs_id_diff"] > 0  # content vs the validation-chosen reference
     assert "strong-on-valid, chosen on the validation score" in format_markdown(board)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vlmrec.evaluation.significance import holm, holm_levels, paired_bootstrap
-from vlmrec.experiments.comparisons import ComparisonSpec, decide
+from vlmrec.experiments.comparisons import ComparisonSpec
 from vlmrec.experiments.verdict import compute_verdicts, format_p, verdict_json, verdict_lines
 
 N_USERS = 300
