@@ -135,6 +135,94 @@ def test_smore_cold_item_is_scored_by_its_spectral_views(tiny):  # noqa: F811
     np.testing.assert_allclose(m.user_factors_, raw_users, atol=1e-6)
 
 
+# ---- DRAGON --------------------------------------------------------------------------------
+def user_graph_dense(r, k):
+    """Each user's k users with the most shared items (count desc, index asc; itself excluded),
+    weights softmax(count) over them."""
+    c = r @ r.T
+    np.fill_diagonal(c, 0)
+    g = np.zeros_like(c)
+    for u in range(len(c)):
+        nbrs = [v for v in sorted(range(len(c)), key=lambda v: (-c[u, v], v)) if c[u, v] > 0][:k]
+        if nbrs:
+            g[u, nbrs] = softmax(c[u, nbrs], 0)
+    return g
+
+
+def dragon_reference(r, feats0, p, k, k_user, image_weight, n_mm, n_ui):
+    """MMRec's DRAGON forward (construction cat, user lists not padded), dense: (e_U, e_I)."""
+    norm = lightgcn_norm(r)
+    reps = []
+    for m in range(2):
+        t = linear(p, f"mlp.{m}", p[f"features.{m}"])
+        t = linear(p, f"mlp_out.{m}", np.where(t > 0, t, 0.01 * t))
+        x = unit(np.vstack([p[f"preference.{m}"], t]))
+        total, e = x.copy(), x
+        for _ in range(n_ui):
+            e = norm @ e
+            total = total + e
+        reps.append(total)
+    w = p["user_weight"]
+    users = np.hstack([w[:, 0] * reps[0][:N_USERS], w[:, 1] * reps[1][:N_USERS]])
+    items = np.hstack([reps[0][N_USERS:], reps[1][N_USERS:]])
+    s = image_weight * laplacian(knn_dense(feats0["image"], k, False), 1e-7)
+    s += (1 - image_weight) * laplacian(knn_dense(feats0["text"], k, False), 1e-7)
+    h = items
+    for _ in range(n_mm):
+        h = s @ h
+    return users + user_graph_dense(r, k_user) @ users, items + h
+
+
+DRAGON = {"knn_k": 4, "user_knn_k": 3, "user_padding": "none", "image_weight": 0.3, "n_ui_layers": 2}
+
+
+def test_dragon_equations(tiny):  # noqa: F811
+    ds, r, feats = tiny
+    m = built("dragon", ds, feats, reg_weight=0.2, n_mm_layers=2, **DRAGON)
+    p = params(m)
+    feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}
+    eu, ei = dragon_reference(r, feats0, p, 4, 3, 0.3, 2, 2)
+    np.testing.assert_allclose(scores_of(m), eu @ ei.T, atol=1e-5)
+    u, i, j = BATCH
+    ref = -np.mean(np.log2(sigmoid((eu[u] * ei[i]).sum(1) - (eu[u] * ei[j]).sum(1))))
+    ref += 0.2 * ((p["preference.0"][u] ** 2).mean() + (p["preference.1"][u] ** 2).mean())
+    ref += 0.2 * (p["user_weight"] ** 2).mean()
+    assert loss_of(m) == pytest.approx(ref, abs=1e-5)
+
+
+def test_dragon_user_graph_padding_and_training_data_only(tiny):  # noqa: F811
+    """resample: each short list is padded to k by repeats of its own members, so a row is
+    m_v exp(c_v) / sum m_v exp(c_v) with integer m_v >= 1 summing to k; the graph comes from the
+    training split alone."""
+    from vlmrec.models.dragon import co_occurrence_neighbours, user_graph
+
+    ds, r, _ = tiny
+    nbr, cnt, n = co_occurrence_neighbours(ds.matrix("train"), 8, block=4)
+    c = r @ r.T
+    np.fill_diagonal(c, 0)
+    np.testing.assert_allclose(user_graph(nbr, cnt, n, "none", None).toarray(), user_graph_dense(r, 8))
+    g = user_graph(nbr, cnt, n, "resample", np.random.default_rng(0)).toarray()
+    for u in range(N_USERS):
+        support = np.flatnonzero(g[u])
+        assert set(support) == set(nbr[u, : n[u]])
+        mult = g[u, support] / np.exp(c[u, support])
+        assert g[u].sum() == pytest.approx(1.0, abs=1e-6)
+        if n[u] < 8:  # multiplicities of the padded list: integers >= 1 summing to k
+            mult = mult / mult.sum() * 8
+            assert np.allclose(mult, np.round(mult), atol=1e-4) and mult.min() > 0.99, mult
+    assert (n < 8).any()  # the padding was exercised
+    assert not np.allclose(g, user_graph(nbr, cnt, n, "resample", np.random.default_rng(1)).toarray())
+
+
+def test_dragon_scores_cold_items_from_content(tiny):  # noqa: F811
+    ds, r, feats = tiny
+    m = built("dragon", ds, feats, **DRAGON)
+    raw = m.item_factors_.copy()
+    m._export(cold_rule=True)
+    np.testing.assert_array_equal(m.item_factors_, raw)  # no rule needed: items are content only
+    assert np.abs(raw[13]).max() > 1e-3
+
+
 # ---- learning on the six-community dataset -------------------------------------------------
 @pytest.fixture(scope="module")
 def content(multi_community_dataset):
@@ -160,6 +248,7 @@ def mostpop(multi_community_dataset):
 
 
 LEARN = {
+    "dragon": {"batch_size": 128, "epochs": 15, "lr": 0.01},
     "smore": {"batch_size": 128, "epochs": 15, "lr": 0.01, "image_knn_k": 10, "text_knn_k": 10},
 }
 
