@@ -309,3 +309,82 @@ def test_replaced_vectors_rerun_the_real_cell_with_its_twin(tmp_path, community_
     assert Runner(cfg).run().cells_run == 2
     assert Runner(cfg).run().cells_run == 0
     shutil.rmtree(tmp_path / "run")
+
+
+# ---- images: a decompression bomb, a file name that is not UTF-8 ------------------------------
+def test_a_decompression_bomb_is_a_failed_item_not_an_aborted_extraction(tmp_path):
+    from PIL import Image
+
+    from vlmrec.features.encoders.image import ImageLoadError, load_image, load_images
+
+    Image.new("1", (16000, 16000)).save(tmp_path / "bomb.png")  # ~30 KB on disk, 256 M pixels
+    Image.new("L", (9000, 8000)).save(tmp_path / "big.png")  # under PIL's own limit, over ours
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    for name in ("bomb.png", "big.png"):
+        with pytest.raises(ImageLoadError, match="pixels"):
+            load_image(str(tmp_path / name))
+    images, positions, failed = load_images([str(tmp_path / n) for n in ("bomb.png", "ok.png", "big.png")])
+    assert positions == [1] and sorted(failed) == [0, 2] and "decompression bomb" in failed[0]
+
+
+def test_a_file_name_that_is_not_utf8_does_not_abort_prepare(tmp_path, caplog):
+    import os
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "P00001.jpg")
+    Image.new("RGB", (8, 8)).save(os.fsdecode(bytes(images) + b"/\xff\xfeP.jpg"))
+    _bytes_parquet(tmp_path / "in.parquet", [f"P{i:05d}".encode() for i in range(10)])
+    code, out = invoke(
+        "prepare", "--out", tmp_path / "ds", "--interactions", tmp_path / "in.parquet", "--images", images
+    )
+    assert code == 0, out
+    ds = Dataset.load(tmp_path / "ds")
+    assert ds.stats()["items_with_image"] == 1
+
+
+# ---- a full or read-only disk -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "err, words",
+    [
+        (28, "No space left on device (the disk is full"),
+        (30, "Read-only file system (the file system is read-only"),
+        (13, "Permission denied (permission denied"),
+    ],
+)
+def test_a_full_or_read_only_disk_is_one_error(tmp_path, community_dataset, monkeypatch, err, words):
+    import errno
+    import os
+
+    community_dataset.save(tmp_path / "ds")
+    real = pd.DataFrame.to_parquet
+
+    def fail(self, path, *a, **k):
+        if "results" in str(path):
+            raise OSError(err, os.strerror(err), str(path))
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail)
+    code, out = invoke(
+        "evaluate", "--dataset", tmp_path / "ds", "--model", "mostpop", "--out", tmp_path / "r"
+    )
+    one_error(code, out, words, "results")
+    assert errno.errorcode[err]
+    monkeypatch.setattr(
+        np, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(err, os.strerror(err), "v.npy"))
+    )
+    code, out = invoke(
+        "control", "--input", _featureset(tmp_path, community_dataset), "--out", tmp_path / "ctl"
+    )
+    one_error(code, out, words)
+
+
+def _featureset(tmp_path: Path, ds: Dataset) -> Path:
+    d = tmp_path / "fs-in"
+    d.mkdir()
+    with open(d / "vectors.npy", "wb") as f:
+        np.lib.format.write_array(f, np.ones((ds.n_items, 3), np.float32))
+    (d / "manifest.json").write_text(json.dumps({"extractor": "s", "dataset_fingerprint": ds.fingerprint}))
+    return d

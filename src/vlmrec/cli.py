@@ -3,6 +3,7 @@ the library modules it calls."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from pathlib import Path
@@ -41,8 +42,27 @@ def _setup_logging(verbose: bool) -> None:
 def _fail(e: Exception) -> None:
     # escape: messages name fields such as [text] that rich would read as markup and drop;
     # soft_wrap: an error is never broken into lines by the terminal's width (logs, grep, tests)
-    console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+    text = _os_error(e) if isinstance(e, OSError) else str(e)
+    console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+_DISK_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or choose another --out; finished work is kept and resumes",
+    errno.EDQUOT: "the disk quota is used up: free space or choose another --out",
+    errno.EROFS: "the file system is read-only: choose a writable --out",
+    errno.EACCES: "permission denied: choose a folder you can write to",
+    errno.EPERM: "permission denied: choose a folder you can write to",
+}
+
+
+def _os_error(e: OSError) -> str:
+    """One line for a file-system error (a full or read-only disk, a missing permission): the
+    file, the system's words and what to do. Nothing half-written is trusted afterwards: every
+    artifact is written to a temporary name and renamed into place, or marked complete last."""
+    where = f"{e.filename}: " if e.filename else ""
+    hint = _DISK_HINTS.get(e.errno or 0, "")
+    return f"{where}{e.strerror or e}" + (f" ({hint})" if hint else "")
 
 
 def _version(value: bool) -> None:
@@ -169,7 +189,7 @@ def prepare(
             encoding=encoding,
         )
         ds = spec.prepare(out)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     s = ds.stats()
     console.print(f"[bold]{ds.name}[/] -> {out}")
@@ -304,9 +324,9 @@ def evaluate(
         _no_bools(model, params)
         res = run_cell(ds, model, params, fsets, seed=seed, ks=ks, mask=masked)
         claim_folder(out, "results")  # checked again: the folder may have changed while training
-    except VlmrecError as e:
+        write_results(out, res.results, res.per_user)
+    except (VlmrecError, OSError) as e:
         _fail(e)
-    write_results(out, res.results, res.per_user)
     table = Table("metric", *[f"@{x}" for x in ks])
     wide = res.results.pivot(index="metric", columns="k", values="value")
     for metric, row in wide.iterrows():
@@ -366,7 +386,7 @@ def extract(
     if list_:
         try:
             names = [registry.get_spec(extractor).name] if extractor else list(registry.EXTRACTORS)
-        except VlmrecError as e:
+        except (VlmrecError, OSError) as e:
             _fail(e)
         for name in names:
             console.print(f"[bold]{escape(name)}[/]  {escape(registry.get_spec(name).summary)}")
@@ -424,7 +444,7 @@ def extract(
             if done is None:
                 raise VlmrecError(f"{out}: extraction stopped early; run it again to resume")
             fs = done
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     console.print(
         f"{fs.name}: {fs.vectors.shape[0]:,} items x {fs.dim} dims -> {out}"
@@ -494,7 +514,7 @@ def describe(
         ds = Dataset.load(dataset)
         folder = claim_folder(out, "descriptions")  # before the first description is cached
         sets = describe_catalogue(ds, model, prompt, folder, batch_size=batch_size, **options)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     for name, fs in sets.items():
         console.print(
@@ -536,7 +556,7 @@ def fuse(
         fs = run_fuse(fsets, method, _floats(weights, "--weights") if weights else None, ds)
         fs.manifest["name"] = out.name
         fs.save(out)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     console.print(f"{method} of {len(fsets)} sets -> {out} ({fs.dim} dims)")
 
@@ -564,7 +584,7 @@ def control(
         fs = make_control(FeatureSet.load(input), kind, seed)
         fs.manifest["name"] = out.name
         fs.save(out)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     console.print(f"{kind} control of {input} (seed {seed}) -> {out}")
 
@@ -587,7 +607,7 @@ def run(
         assert cfg.output_dir is not None  # parse_config fills runs/NAME
         _output_folder(cfg.output_dir, "run", "--out" if out is not None else f"{config}: output_dir")
         _run_and_show(cfg, report_after)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
 
 
@@ -655,7 +675,7 @@ def report(
     try:
         check_folder(run_dir, "run", "RUN_DIR")
         path = write_report(run_dir, metric, k)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     console.print(f"report: {path}")
 
@@ -681,7 +701,7 @@ def demo(
             console.rule(f"{cfg.name}: {cfg.description}")
             output = _run_and_show(cfg)
             reports.append(output.out_dir / "report.html")
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
     console.rule("done")
     for r in reports:
@@ -762,7 +782,7 @@ def serve(
         except ValidationError as e:
             raise option_error(e) from None
         run_server(spec, host, port, workers, announce=console.print, limits=limits)
-    except VlmrecError as e:
+    except (VlmrecError, OSError) as e:
         _fail(e)
 
 

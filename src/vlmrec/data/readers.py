@@ -308,9 +308,20 @@ def attach_images(items: pd.DataFrame, image_dir: str | Path | None) -> pd.DataF
         what = "is a file" if d.exists() else "not found"
         raise DataError(f"{d}: {what}; expected a folder of item images named <item_id>.<ext>")
     by_stem: dict[str, Path] = {}
+    undecodable: list[str] = []
     for p in sorted(d.iterdir(), key=lambda q: q.name):
+        if not _utf8_name(str(p.resolve())):
+            undecodable.append(ascii(p.name))  # it cannot name an item id, nor go into Parquet
+            continue
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
             by_stem.setdefault(p.stem, p.resolve())
+    if undecodable:
+        log.warning(
+            "%s: %d file name(s) are not UTF-8 text and match no item id; skipped (first: %s)",
+            d,
+            len(undecodable),
+            undecodable[0],
+        )
     known = set(items["item_id"])
     extra = sorted(stem for stem in by_stem if stem not in known)
     if extra:
@@ -330,6 +341,15 @@ def attach_images(items: pd.DataFrame, image_dir: str | Path | None) -> pd.DataF
         len(items) - len(extra),
     )
     return items
+
+
+def _utf8_name(name: str) -> bool:
+    """False for a file name holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---- delimited text: separator, quoting, encoding ---------------------------------------------

@@ -43,7 +43,15 @@ class ImageLoadError(Exception):
     """An item image could not be read; the reason goes into the manifest's `failed` list."""
 
 
+MAX_IMAGE_PIXELS = 64_000_000
+"""The most pixels an item image may have (8,000 x 8,000); checked from the file's header before
+it is decoded, so a decompression bomb (a 30 KB PNG of 16,000 x 16,000) is a failed item, not
+gigabytes of memory or an aborted extraction."""
+
+
 def load_image(path: str | None) -> Image.Image:
+    """The RGB image at `path`, or an ImageLoadError saying why not (no image, missing file,
+    unreadable or corrupt, too many pixels)."""
     if path is None or (isinstance(path, float)):
         raise ImageLoadError("no image")
     p = Path(path)
@@ -51,9 +59,17 @@ def load_image(path: str | None) -> Image.Image:
         raise ImageLoadError(f"missing file {p}")
     try:
         with Image.open(p) as im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageLoadError(
+                    f"image {p.name} is {width} x {height} pixels, above the limit of {MAX_IMAGE_PIXELS:,} "
+                    "(a decompression bomb, or a scan to shrink first)"
+                )
             im.load()
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"image {p.name}: too many pixels (decompression bomb)") from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, MemoryError) as e:
         raise ImageLoadError(f"unreadable image {p.name}: {type(e).__name__}") from None
 
 
