@@ -166,7 +166,21 @@ def _manifest_format_text(d: Path) -> None:
     (d / "manifest.json").write_text(json.dumps(m))
 
 
+def _manifest_failed_entry_int(d: Path) -> None:
+    m = json.loads((d / "manifest.json").read_text())
+    m["failed"] = [1, 2]
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _manifest_failed_row_out_of_range(d: Path) -> None:
+    m = json.loads((d / "manifest.json").read_text())
+    m["failed"] = [{"item": 10_000, "reason": "x"}]
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
 DAMAGE = {
+    "manifest failed entry an int": (_manifest_failed_entry_int, "a 'failed' entry 1 is not"),
+    "manifest failed row out of range": (_manifest_failed_row_out_of_range, "a 'failed' entry"),
     "truncated vectors.npy": (_truncate, "truncated"),
     "object dtype": (_object_dtype, "dtype object"),
     "a header claiming a huge shape": (_huge_header, "the header claims shape (4000000000, 4000000000)"),

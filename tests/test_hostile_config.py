@@ -72,6 +72,13 @@ CASES = {
         {"dataset": {"prepared": "x", "ratios": [True, 0, 0]}},
         "dataset.ratios.0: Input should be a valid number",
     ),
+    "features empty combination": (
+        {
+            "features": [{"name": "t", "path": "f"}],
+            "models": [{"name": "profilematch", "features": [[]]}],
+        },
+        "an empty combination",
+    ),
     "features twice in one combination": (
         {
             "features": [{"name": "t", "path": "f"}],

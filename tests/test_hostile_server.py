@@ -84,6 +84,9 @@ def test_without_a_token_writes_are_open_and_health_says_so(state):
         ("example.org", None, False),
         ("0.0.0.0", TOKEN, True),
         ("127.0.0.1", "short", False),
+        ("0.0.0.0", " " * 20, False),
+        ("0.0.0.0", "with space inside the token", False),
+        ("0.0.0.0", "ä" * 20, False),
     ],
 )
 def test_a_token_is_required_beyond_loopback(host, token, ok):
@@ -119,6 +122,9 @@ def test_cli_serve_beyond_loopback_without_a_token_is_refused_before_loading(tmp
         ([1e-30] * DIM, "too small to normalise"),
         ([1e39] + [1.0] * (DIM - 1), "less than or equal to"),
         ([1.0] * (DIM - 1) + [-1e39], "greater than or equal to"),
+        ([], "at least 1 item"),
+        (["1"] * DIM, "valid number"),
+        ([True] * DIM, "valid number"),
     ],
 )
 def test_post_items_refuses_vectors_that_cannot_be_indexed(state, vector, words):

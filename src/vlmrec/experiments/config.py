@@ -336,6 +336,10 @@ class ExperimentConfig(Strict):
             seen[m.display] = i
             labels: dict[str, int] = {}
             for c, combo in enumerate(m.features):
+                if not combo:
+                    raise ValueError(
+                        f"models[{i}] ({m.display}).features[{c}]: an empty combination; name at least one feature set"
+                    )
                 twice = sorted({n for n in combo if combo.count(n) > 1})
                 if twice:
                     raise ValueError(

@@ -26,6 +26,14 @@ FEATURESET_FORMAT = 1
 _REDO = "extract the features again (or restore the folder)"
 
 
+def _failed_entry(entry: Any, n_rows: int) -> bool:
+    """True for a manifest `failed` entry naming a row of the vectors: {"item": int, ...}."""
+    if not isinstance(entry, dict):
+        return False
+    item = entry.get("item")
+    return isinstance(item, int) and not isinstance(item, bool) and 0 <= item < n_rows
+
+
 def item_ids_hash(item_ids: np.ndarray) -> str:
     return hash_arrays(np.asarray(item_ids, dtype=str))
 
@@ -156,9 +164,16 @@ class FeatureSet:
                 "upgrade vlmrec or extract again"
             )
         manifest.setdefault("name", d.name)
-        if not isinstance(manifest.get("failed", []), list):
+        failed = manifest.get("failed", [])
+        if not isinstance(failed, list):
             raise DataError(f"{d / 'manifest.json'}: damaged feature set manifest ('failed' is not a list)")
         vectors = load_npy(d / "vectors.npy", "feature vectors", mmap=mmap, hint=_REDO)
+        bad = [f for f in failed if not _failed_entry(f, vectors.shape[0])]
+        if bad:
+            raise DataError(
+                f"{d / 'manifest.json'}: damaged feature set manifest (a 'failed' entry {str(bad[0])[:60]} is "
+                f"not {{item: row number, reason: text}}); {_REDO}"
+            )
         for key, size in (("n_items", vectors.shape[0]), ("dim", vectors.shape[1])):
             if key in manifest and manifest[key] != size:
                 raise DataError(

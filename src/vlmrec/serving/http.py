@@ -74,6 +74,12 @@ def check_token(host: str, token: str | None) -> str | None:
     """The token to use (None: writes open, loopback only), or a ValueError saying why not."""
     if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise ValueError(f"the write token must have at least {MIN_TOKEN_CHARS} characters")
+    if token is not None and (
+        not token.isprintable() or any(c.isspace() for c in token) or not token.isascii()
+    ):
+        raise ValueError(
+            "the write token must be printable ASCII without spaces (it travels in an HTTP header)"
+        )
     if token is None and not is_loopback(host):
         raise ValueError(
             f"--host {host}: binding beyond this machine needs a write token for POST /events and "

@@ -21,7 +21,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from starlette.routing import Route
 
 from vlmrec import __version__
@@ -52,8 +52,9 @@ MAX_ERRORS = 5  # validation errors listed in a 422 (the total is given)
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")]
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-Float32 = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)]
-Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+# strict: a number is a number ("1" and true are refused, not read as 1.0)
+Float32 = Annotated[float, Strict(), Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)]
+Weight = Annotated[float, Strict(), Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 
 
 class Recommendations(BaseModel):
@@ -90,7 +91,7 @@ class Event(BaseModel):
 class NewItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: str = Field(min_length=1, max_length=MAX_ID_LEN)
-    vector: list[Float32] | None = Field(None, max_length=65_536)
+    vector: list[Float32] | None = Field(None, min_length=1, max_length=65_536)
     text: str | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
