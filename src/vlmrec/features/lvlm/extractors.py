@@ -23,8 +23,11 @@ from vlmrec.features.encoders.image import load_images
 from vlmrec.features.encoders.text import SentenceEncoder
 from vlmrec.features.extraction import Choices, Extractor, ExtractorOptions, extract
 from vlmrec.features.featureset import FeatureSet
-from vlmrec.features.lvlm.model import LVLM, POOLINGS, GenerationOptions, VLLMGenerator, resolve_layers
+from vlmrec.features.lvlm.layers import resolve_layers
+from vlmrec.features.lvlm.options import POOLINGS, GenerationOptions
 from vlmrec.features.lvlm.prompts import PromptTemplate, load_template, parse_fitb
+from vlmrec.features.lvlm.transformers_backend import LVLM
+from vlmrec.features.lvlm.vllm_backend import VLLMGenerator
 
 log = logging.getLogger(__name__)
 
