@@ -84,6 +84,32 @@ class FeatureConfig(Strict):
         return self
 
 
+EngineName = Literal["local", "ray"]
+"""Where a run's cells execute: in the `vlmrec run` process, or as tasks on a Ray cluster."""
+Amount = Annotated[float, StrictMode()]
+"""A resource quantity: a number (`true` is not 1)."""
+
+
+class ResourcesConfig(Strict):
+    """What one cell of the model asks of the cluster with `engine: ray` (the local engine runs
+    one cell at a time in its own process and ignores it). Ray's rules: a quantity above 1 is a
+    whole number; below 1 a fraction shares the device (num_gpus 0.25 packs four cells on a GPU)."""
+
+    num_cpus: Amount | None = Field(None, gt=0, le=MAX_THREADS)
+    """CPUs reserved per cell (default: the config's `threads`, the threads a cell uses)"""
+    num_gpus: Amount = Field(0.0, ge=0, le=64)
+    """GPUs reserved per cell; 0 runs the cell on CPU, a fraction packs cells on one GPU"""
+
+    @field_validator("num_cpus", "num_gpus")
+    @classmethod
+    def _ray_quantity(cls, v: float | None) -> float | None:
+        if v is not None and v > 1 and not float(v).is_integer():
+            raise ValueError(
+                f"{v}: a quantity above 1 must be a whole number (Ray packs fractions only below 1)"
+            )
+        return v
+
+
 class ModelConfig(Strict):
     name: str
     """a registered model (see 'Model hyperparameters' below)"""
@@ -97,6 +123,8 @@ class ModelConfig(Strict):
     over seeds) is kept"""
     features: list[list[str]] = Field(default_factory=list)
     """feature sets to train with: each entry a name or a list of names (one cell each)"""
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    """CPUs / GPUs each of its cells reserves with `engine: ray` (see models[].resources below)"""
 
     @field_validator("features", mode="before")
     @classmethod
@@ -257,6 +285,10 @@ class ExperimentConfig(Strict):
     """the models to compare (at least one), each with params, grid and feature sets"""
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     """cutoffs, metrics, segments, mask and significance"""
+    engine: EngineName = "local"
+    """where cells run: `local` (one after another in this process) or `ray` (each cell a Ray
+    task, on a local Ray cluster or the one `vlmrec run --address` names; docs/scaling.md);
+    results are identical, so either engine resumes the other's run"""
 
     @field_validator("seeds")
     @classmethod

@@ -109,6 +109,7 @@ def config_reference() -> str:
         ExperimentConfig,
         FeatureConfig,
         ModelConfig,
+        ResourcesConfig,
     )
     from vlmrec.features.registry import SPECS
     from vlmrec.models import MODELS, param_spec
@@ -118,6 +119,7 @@ def config_reference() -> str:
         ("dataset", DatasetSpec, "dataset."),
         ("features (a list)", FeatureConfig, "features[]."),
         ("models (a list)", ModelConfig, "models[]."),
+        ("models[].resources", ResourcesConfig, "models[].resources."),
         ("evaluation", EvaluationConfig, "evaluation."),
     ):
         out += ["", f"## {title}", ""]
