@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from vlmrec.cli import app
 from vlmrec.experiments.comparisons import ComparisonSpec
 from vlmrec.experiments.demo import demo_configs
-from vlmrec.experiments.verdict import compute_verdicts, verdict_lines
+from vlmrec.experiments.verdict import TERMINAL_SEGMENTS, compute_verdicts, verdict_lines
 
 ID_ONLY = {"mostpop", "itemknn", "ease", "ials", "bprmf"}
 CONTENT = {"vbpr", "freedom", "profilematch", "attributeknn"}
@@ -48,7 +48,7 @@ def test_demo_quick(tmp_path):
         spec = ComparisonSpec("recall", 20, n_boot=cfg.evaluation.n_boot)
         comparisons, verdicts = compute_verdicts(pd.read_parquet(run / "results.parquet"), per_user, spec)
         assert {v.segment for v in verdicts} >= {"all", "tail"}
-        lines = verdict_lines(verdicts)
+        lines = verdict_lines(verdicts, TERMINAL_SEGMENTS)
         assert f"verdict: demo-{name}" in out
         for line in lines:
             assert line.strip() in out, line

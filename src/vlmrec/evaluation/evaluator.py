@@ -264,10 +264,8 @@ def mask_rows(scores: torch.Tensor, seen: sp.csr_matrix, users: np.ndarray) -> N
 
 
 def _lookup(target: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
-    """hits[u, r] = top[u, r] is in the user's target row."""
-    hits = np.zeros(top.shape, dtype=bool)
-    for row in range(top.shape[0]):
-        rel = target.indices[target.indptr[row] : target.indptr[row + 1]]
-        if len(rel):
-            hits[row] = np.isin(top[row], rel)
-    return hits
+    """hits[u, r] = top[u, r] is in the user's target row (one sparse lookup, no Python loop)."""
+    if not top.size:
+        return np.zeros(top.shape, dtype=bool)
+    rows = np.broadcast_to(np.arange(top.shape[0])[:, None], top.shape)
+    return np.asarray(target[rows.ravel(), top.ravel()]).reshape(top.shape) != 0

@@ -28,13 +28,21 @@ def demote_cold_scores(scores: np.ndarray, cold: np.ndarray) -> np.ndarray:
     (in place; returned). The value is finite: masked items (-inf) stay below it."""
     if not len(cold) or not scores.size:
         return scores
-    warm = np.ones(scores.shape[1], dtype=bool)
-    warm[cold] = False
-    if warm.any():
-        floor = np.nanmin(np.where(np.isfinite(scores[:, warm]), scores[:, warm], np.inf), axis=1)
-        floor = np.where(np.isfinite(floor), floor, 0.0)
-    else:
-        floor = np.zeros(len(scores))
+    if len(cold) == scores.shape[1]:
+        scores[:] = -1.0
+        return scores
+    # in place, no copy of the users x items block (this runs on every scored batch): the cold
+    # columns are overwritten anyway, so they first hold +inf and drop out of the minimum;
+    # fmin skips NaN
+    scores[:, cold] = np.inf
+    floor = np.fmin.reduce(scores, axis=1)
+    odd = np.flatnonzero(~np.isfinite(floor))  # a row whose warm minimum is -inf (or no finite score)
+    if len(odd):
+        warm = np.ones(scores.shape[1], dtype=bool)
+        warm[cold] = False
+        block = scores[np.ix_(odd, np.flatnonzero(warm))]
+        finite = np.where(np.isfinite(block), block, np.inf).min(axis=1)
+        floor[odd] = np.where(np.isfinite(finite), finite, 0.0)
     scores[:, cold] = (floor - 1.0 - np.abs(floor))[:, None].astype(scores.dtype)
     return scores
 
