@@ -295,7 +295,9 @@ def verdict_json(comparisons: RunComparisons, verdicts: list[Verdict]) -> dict:
             "estimand": "mean per-user difference (row minus reference), averaged over shared seeds",
             "test_and_interval": "two-way paired bootstrap over users and seeds "
             f"({spec.n_boot} draws, seed {spec.seed}); p = 2 x the smaller share of draws on either "
-            "side of 0; percentile interval at the Holm level of the comparison",
+            "side of 0 (0 means below the resolution, p_resolution); percentile interval at the Holm "
+            "level of the comparison",
+            "p_resolution": 2.0 / spec.n_boot,
             "multiplicity": "Holm over every comparison of a dataset (both questions, all rows, all segments)",
             "min_seeds": MIN_SEEDS,
             "label_rule": "better/worse only when Holm-significant, >= min_seeds seeds, and the same "
