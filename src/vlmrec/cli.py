@@ -594,26 +594,60 @@ def run(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/)."),
     out: Path | None = typer.Option(None, help="Override the config's output_dir."),
     report_after: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report at the end."),
+    engine: str | None = typer.Option(
+        None,
+        help="local (cells one after another here) or ray (a Ray task per cell); default: the config's `engine`.",
+    ),
+    address: str | None = typer.Option(
+        None,
+        help="--engine ray: the Ray cluster to join (auto, HOST:PORT); default: start one on this machine.",
+    ),
+    max_retries: int = typer.Option(
+        3,
+        "--max-retries",
+        min=0,
+        max=100,
+        help="--engine ray: resubmissions of a cell whose worker or node died.",
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
-    """Run a comparison grid from a YAML config; resumes after a crash (finished cells are skipped)."""
+    """Run a comparison grid from a YAML config; resumes after a crash (finished cells are skipped).
+    A cell that fails by its own error is listed (run.json: failures) and the grid goes on; the
+    exit status is then 1. docs/scaling.md: the grid on a Ray cluster."""
     _setup_logging(verbose)
     from vlmrec.experiments.config import load_config
+    from vlmrec.experiments.engines import ENGINES
 
     try:
         cfg = load_config(config)
+        if engine is not None:
+            if engine not in ENGINES:
+                raise ConfigError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+            cfg.engine = engine  # type: ignore[assignment]  # checked against ENGINES above
+        if address is not None and cfg.engine != "ray":
+            raise ConfigError(
+                "--address names a Ray cluster: add --engine ray (or engine: ray in the config)"
+            )
         if out is not None:
             cfg.output_dir = out
         assert cfg.output_dir is not None  # parse_config fills runs/NAME
         _output_folder(cfg.output_dir, "run", "--out" if out is not None else f"{config}: output_dir")
-        _run_and_show(cfg, report_after)
+        output = _run_and_show(cfg, report_after, address=address, max_retries=max_retries)
     except (VlmrecError, OSError) as e:
         _fail(e)
+    for f in output.failures:
+        line = f"{f['model']} [{f['features']}] {f['params']} seed {f['seed']}: {f['error']}"
+        console.print(f"[red]failed[/] {escape(line)}", soft_wrap=True)
+    if output.failures:
+        n = len(output.failures)
+        console.print(f"[red]{n} cell(s) failed[/]: rerun to retry them (finished cells are reused)")
+        raise typer.Exit(1)
 
 
-def _run_and_show(cfg, report_after: bool = True):
+def _run_and_show(cfg, report_after: bool = True, address: str | None = None, max_retries: int = 3):
     """Run a config, print its leaderboard (segment "all"), write the report, and end with the
-    verdict block: one line per content row with its two labels (content use, worth) and gaps."""
+    verdict block: one line per content row with its two labels (content use, worth) and gaps.
+    `address`, `max_retries`: the Ray engine's (`vlmrec run --address/--max-retries`)."""
     from vlmrec.experiments.leaderboard import format_markdown, leaderboard
     from vlmrec.experiments.report import write_report
     from vlmrec.experiments.runner import run_experiment
@@ -621,6 +655,8 @@ def _run_and_show(cfg, report_after: bool = True):
     output = run_experiment(
         cfg,
         on_event=lambda msg: console.print(f"[dim]{escape(cfg.name)}[/] {escape(msg)}", soft_wrap=True),
+        address=address,
+        max_retries=max_retries,
     )
     console.print(
         f"[bold]{escape(cfg.name)}[/]: {output.cells_run} cells run, {output.cells_skipped} reused; "
@@ -731,7 +767,7 @@ def serve(
     nprobe: int | None = typer.Option(None, help="ivf index: cells scanned per query."),
     ef_search: int | None = typer.Option(None, help="hnsw index: candidate list per query."),
     workers: int = typer.Option(
-        1, min=1, max=256, help="Worker processes sharing one memory-mapped index and the same logs."
+        1, help="Worker processes (1..256) sharing one memory-mapped index and the same logs."
     ),
     host: str = typer.Option(
         "127.0.0.1", help="Address to bind; anything but loopback needs a write token (--token)."

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SPEC_ENV = "VLMREC_SERVE_SPEC"
 LIMITS_ENV = "VLMREC_SERVE_LIMITS"
+MAX_WORKERS = 256
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -81,6 +82,8 @@ def serve(
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: give 1 or more")
+    if workers > MAX_WORKERS:
+        raise ConfigError(f"--workers {workers}: at most {MAX_WORKERS} (about one per free core serves best)")
     limits = limits or HttpLimits()
     try:
         check_token(host, limits.token.get_secret_value() if limits.token else None)
