@@ -167,8 +167,9 @@ def best_id_reference(results: pd.DataFrame, segment: str) -> tuple[RowKey | Non
     if seg_means.empty:
         return None, "no ID-only row with a validation score"
     overall = _id_validation(results, "all") if segment != "all" else seg_means
-    ranked = sorted(seg_means.items(), key=lambda kv: (-kv[1], -float(overall.get(kv[0], -np.inf)), kv[0][1]))
-    key, best = cast(RowKey, ranked[0][0]), ranked[0][1]
+    scored = [(cast(RowKey, key), float(v), float(overall.get(key, -np.inf))) for key, v in seg_means.items()]
+    ranked = sorted(scored, key=lambda r: (-r[1], -r[2], r[0][1]))
+    key, best = ranked[0][0], ranked[0][1]
     res = segment_rows(results, segment)
     per_segment = segment == "all" or (
         "valid_segment" in res.columns and (res["valid_segment"].dropna() == segment).all()
@@ -176,7 +177,7 @@ def best_id_reference(results: pd.DataFrame, segment: str) -> tuple[RowKey | Non
     if not per_segment:
         return key, "overall validation (this run recorded no per-segment validation scores)"
     basis = f"validation on {'all' if segment == 'all' else segment} items"
-    tied = sum(1 for _, v in ranked if v == best)
+    tied = sum(1 for _, v, _ in ranked if v == best)
     if tied > 1:
         basis += f" (tied at {best:.4f} with {tied - 1} other ID model{'s' if tied > 2 else ''}: broken by validation on all items)"
     return key, basis
