@@ -3,6 +3,10 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# CLI output is read by tests: the same console width whatever the terminal (rich reads COLUMNS
+# once, when vlmrec.cli creates its console), wide enough that tables do not wrap; errors are
+# printed unwrapped at any width (soft_wrap), so long temp paths do not matter either
+os.environ["COLUMNS"] = "240"
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
