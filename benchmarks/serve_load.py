@@ -35,7 +35,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -109,147 +108,8 @@ def exact_top(x: np.ndarray, q: np.ndarray, k: int = 20) -> tuple[np.ndarray, fl
     return top, 1000 * (time.perf_counter() - t) / len(q)
 
 
-# ---- the server process -------------------------------------------------------------------------
-SERVER = textwrap.dedent(
-    r'''
-    """Benchmark server: argv[1] = JSON config. Builds or loads the state, times each layer of the
-    request path in-process, then serves under uvicorn."""
-    import asyncio, json, os, sys, time
-    import numpy as np
-
-    CFG = json.loads(os.environ["BENCH_SERVER_CONFIG"])
-    sys.path.insert(0, CFG["src"])
-
-
-    def load_state():
-        items = np.load(CFG["vectors"], mmap_mode="r" if CFG["code"] == "new" else None)
-        hist = [set(h) for h in json.load(open(CFG["users"]))]
-        ids = np.arange(len(items)).astype(str)
-        users = np.array([f"u{u}" for u in range(len(hist))])
-        if CFG["code"] == "new":
-            from vlmrec.serving.server import pin_threads
-            from vlmrec.serving.index import IndexParams
-            from vlmrec.serving.state import ServingState
-
-            pin_threads(1)
-            return ServingState(ids, items, users, None, hist, "profile", CFG["state_dir"],
-                                index_kind=CFG["kind"], index_params=IndexParams(**CFG["params"]))
-        from vlmrec.provenance import set_threads  # the baseline, exactly as its benchmark ran it
-        from vlmrec.serving.state import ServingState
-        from vlmrec.serving.index import VectorIndex
-
-        set_threads(1)
-        state = ServingState(ids, items, users, None, hist, "profile", CFG["state_dir"], index_kind="flat")
-        if CFG["kind"] == "hnsw":
-            state.index = VectorIndex.build(state.item_vectors, kind="hnsw", **CFG["params"])
-        return state
-
-
-    def make_app():
-        from vlmrec.serving.service import create_app
-
-        return create_app(load_state())
-
-
-    async def asgi_get(app, path, query):
-        sent = []
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-                 "root_path": "", "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1),
-                 "server": ("127.0.0.1", 80)}
-
-        async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        await app(scope, receive, send)
-        return sent
-
-
-    def cpu_us(fn, n):
-        for i in range(n):  # warm: every page this layer touches is mapped before timing
-            fn(i)
-        t, w = time.process_time(), time.perf_counter()
-        for i in range(n):
-            fn(i)
-        return 1e6 * (time.process_time() - t) / n, 1e6 * (time.perf_counter() - w) / n
-
-
-    def breakdown(state, app, n=1000):
-        """Mean CPU (and wall) microseconds per request in each layer, in this process."""
-        import json as stdjson
-
-        rng = np.random.default_rng(3)
-        users = [f"u{u}" for u in rng.integers(1000, size=n + 1)]
-        pos = state.users.position if CFG["code"] == "new" else state.user_index.__getitem__
-        out = {}
-        def search(i):
-            u = pos(users[i])
-            state.index.search(state.user_vector(u)[None, :], 20, [set(state.history[u])])
-        out["index_search"] = cpu_us(search, n)
-        out["profile_vector"] = cpu_us(lambda i: state.user_vector(pos(users[i])), n)
-        recs = [state.recommend_user(users[i], 20) for i in range(n + 1)]
-        out["state_recommend"] = cpu_us(lambda i: state.recommend_user(users[i], 20), n)
-        if CFG["code"] == "new":
-            from vlmrec.serving.service import dumps
-            out["json_encode"] = cpu_us(lambda i: dumps({"items": recs[i].item_ids, "scores": recs[i].scores}), n)
-        else:
-            from fastapi.encoders import jsonable_encoder
-            from vlmrec.serving.service import Recommendations
-            out["json_encode"] = cpu_us(lambda i: stdjson.dumps(jsonable_encoder(Recommendations(items=recs[i].item_ids, scores=recs[i].scores))).encode(), n)
-        loop = asyncio.new_event_loop()
-
-        async def noop_app(scope, receive, send):
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"{}"})
-
-        out["harness"] = cpu_us(lambda i: loop.run_until_complete(asgi_get(noop_app, "/", b"")), n)
-        def whole(i):
-            sent = loop.run_until_complete(asgi_get(app, f"/recommend/{users[i]}", b"k=20"))
-            assert sent[0]["status"] == 200, sent
-        out["asgi_app"] = cpu_us(whole, n)
-        try:  # a sampling profile of the same in-process requests (text), when pyinstrument is there
-            from pyinstrument import Profiler
-
-            p = Profiler(interval=0.0002)
-            p.start()
-            for i in range(n):
-                whole(i)
-            p.stop()
-            out["pyinstrument"] = p.output_text(unicode=False, color=False, show_all=False)
-        except ImportError:
-            pass
-        loop.close()
-        return out
-
-
-    if __name__ == "__main__":
-        import uvicorn
-
-        t0 = time.perf_counter()
-        state = load_state()
-        load_s = time.perf_counter() - t0
-        from vlmrec.serving.service import create_app
-
-        app = create_app(state)
-        report = {"state_load_s": load_s}
-        if CFG.get("breakdown"):
-            report["breakdown"] = breakdown(state, app)
-        json.dump(report, open(CFG["report"], "w"))
-        opts = dict(host="127.0.0.1", port=CFG["port"], log_level="warning")
-        if CFG["code"] == "new":
-            opts["access_log"] = False
-        if CFG["workers"] > 1:
-            del state, app
-            import gc; gc.collect()
-            uvicorn.run("bench_server:make_app", factory=True, workers=CFG["workers"],
-                        app_dir=os.path.dirname(os.path.abspath(__file__)), **opts)
-        else:
-            uvicorn.run(app, **opts)
-    '''
-)
+# ---- the server process: serve_load_server.py, started with the configuration in its environment ----
+SERVER_PY = Path(__file__).resolve().parent / "serve_load_server.py"
 
 
 def proc_tree(pid: int) -> list[int]:
@@ -379,25 +239,13 @@ def wait_ready(port: int, proc: subprocess.Popen, log_path: Path) -> None:
 def measure(cfg: dict, args, workdir: Path) -> dict:
     """Build (new code: in its own process), restart, breakdown, load at 8 and 1 clients."""
     port = args.port
-    server_py = workdir / "bench_server.py"
-    server_py.write_text(SERVER)
     row = {k: cfg[k] for k in ("label", "code", "kind", "workers", "n", "dim")} | {"params": cfg["params"]}
     row["raw_vectors_mb"] = cfg["n"] * cfg["dim"] * 4 / 2**20
     if cfg["code"] == "new":  # first start: the build, in its own process
-        build = (
-            "import json, os, sys, time, resource, numpy as np; c = json.loads(os.environ['BENCH_SERVER_CONFIG']);"
-            "sys.path.insert(0, c['src']); from vlmrec.serving.server import pin_threads; pin_threads(1);"
-            "from vlmrec.serving.index import IndexParams, open_index; x = np.load(c['vectors'], mmap_mode='r');"
-            "t = time.perf_counter(); i = open_index(os.path.join(c['state_dir'], 'index'), x, c['kind'], "
-            "IndexParams(**c['params']), normalise=True);"
-            "print(json.dumps({'build_s': time.perf_counter() - t, 'loaded': i.info['loaded'], "
-            "'kind': i.kind, 'detail': i.describe(), "
-            "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
-        )
         env = {**os.environ, "BENCH_SERVER_CONFIG": json.dumps(cfg), "OMP_NUM_THREADS": "1"}
         row["load_before_build"] = os.getloadavg()
         out = subprocess.run(
-            [sys.executable, "-c", build], env=env, capture_output=True, text=True, check=False
+            [sys.executable, str(SERVER_PY), "build"], env=env, capture_output=True, text=True, check=False
         )
         if out.returncode:
             raise RuntimeError(out.stderr[-3000:])
@@ -421,7 +269,7 @@ def measure(cfg: dict, args, workdir: Path) -> dict:
     t0 = time.perf_counter()
     with open(log_path, "w") as log_f:
         proc = subprocess.Popen(
-            [sys.executable, str(server_py)], env=env, stdout=log_f, stderr=subprocess.STDOUT
+            [sys.executable, str(SERVER_PY)], env=env, stdout=log_f, stderr=subprocess.STDOUT
         )
     try:
         wait_ready(port, proc, log_path)
