@@ -223,6 +223,24 @@ def test_dragon_scores_cold_items_from_content(tiny):  # noqa: F811
     assert np.abs(raw[13]).max() > 1e-3
 
 
+def test_dragon_restored_best_state_scores_as_validated(tiny):  # noqa: F811
+    """The user graph's per-epoch padding is part of the restored best state: the final scores
+    are the ones the validator saw at the best epoch, not the last epoch's padding."""
+    ds, _, feats = tiny
+    seen: list[np.ndarray] = []
+
+    def validator(m):
+        seen.append(m.user_factors_ @ m.item_factors_.T)
+        return [0.1, 0.5, 0.2, 0.3][len(seen) - 1]  # the second epoch is the best
+
+    m = create_model(
+        "dragon", epochs=4, patience=10, lr=0.05, batch_size=16, device="cpu", knn_k=4, user_knn_k=8
+    ).fit(ds, feats, seed=0, validator=validator)
+    assert m.best_valid_ == 0.5 and len(seen) == 4
+    assert (m._neighbours[2] < 8).any()  # some user lists are padded, differently each epoch
+    np.testing.assert_allclose(m.user_factors_ @ m.item_factors_.T, seen[1], atol=1e-6)
+
+
 # ---- learning on the six-community dataset -------------------------------------------------
 @pytest.fixture(scope="module")
 def content(multi_community_dataset):

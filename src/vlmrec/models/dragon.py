@@ -26,6 +26,8 @@ User graph padding (`user_padding`): the reference pads a user with fewer than k
   list, so a repeated neighbour weighs more; "resample", the default, drawn from the seeded
   generator); "none" is a deliberate departure: the softmax over the user's real neighbours only,
   fixed for the whole run. A user without co-interacting users gets h_U = 0 (as the reference).
+  The padded lists are buffers of the network: restoring the best validation state restores the
+  padding that state was validated with, so the final scores are the validated ones.
 Defaults: MMRec's DRAGON.yaml (knn_k 10, n_mm_layers 1, image weight 0.1, d 64, user k 40) and the
 authors' Amazon Baby point (README; in MMRec's grid): lr 1e-4, reg_weight 1e-3.
 Departure: the reference scores with the embeddings cached by the last training batch (one
@@ -86,14 +88,17 @@ def co_occurrence_neighbours(
     return nbr, cnt, n
 
 
-def user_graph(
-    nbr: np.ndarray, cnt: np.ndarray, n: np.ndarray, padding: UserPadding, rng: np.random.Generator
-) -> sp.csr_matrix:
-    """G (U x U): row u = softmax of the counts over u's neighbour list, padded to k by random
-    repeats (`resample`, the reference) or not (`none`); duplicates add up. Empty rows stay 0."""
-    n_users, k = nbr.shape
+def padded_user_lists(
+    nbr: np.ndarray, cnt: np.ndarray, n: np.ndarray, padding: UserPadding, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbours U x k int64, weights U x k float32): row u = softmax of the counts over u's
+    neighbour list, padded to k by random repeats (`resample`, the reference) or not (`none`);
+    entries past the list weigh 0 (index 0). Empty rows weigh 0 everywhere."""
+    k = nbr.shape[1]
     nbr, cnt, length = nbr.copy(), cnt.copy(), n.copy()
     if padding == "resample":
+        if rng is None:
+            raise ValueError("resample padding draws from a generator: pass rng")
         for _ in range(k):
             short = np.flatnonzero((length > 0) & (length < k))
             if not len(short):
@@ -107,19 +112,41 @@ def user_graph(
     top = np.where(length > 0, logits.max(1), 0.0)
     w = np.where(valid, np.exp(logits - top[:, None]), 0.0)
     w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
-    rows = np.repeat(np.arange(n_users), k)
-    g = sp.csr_matrix(
-        (w.ravel()[valid.ravel()], (rows[valid.ravel()], nbr.ravel()[valid.ravel()])), (n_users,) * 2
-    )
+    return np.where(valid, nbr, 0), w.astype(np.float32)
+
+
+def user_graph(
+    nbr: np.ndarray, cnt: np.ndarray, n: np.ndarray, padding: UserPadding, rng: np.random.Generator | None
+) -> sp.csr_matrix:
+    """G (U x U) of `padded_user_lists`: duplicates add up; empty rows stay 0."""
+    idx, w = padded_user_lists(nbr, cnt, n, padding, rng)
+    n_users = len(idx)
+    rows = np.repeat(np.arange(n_users), idx.shape[1])
+    keep = w.ravel() > 0
+    g = sp.csr_matrix((w.ravel()[keep], (rows[keep], idx.ravel()[keep])), (n_users,) * 2)
     g.sum_duplicates()
-    return g.astype(np.float32)
+    return g
+
+
+def sparse_user_graph(index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The sparse U x U user graph of (U x k) neighbour indices and weights (duplicates summed,
+    zero weights dropped)."""
+    n, k = index.shape
+    rows = torch.arange(n, device=index.device).repeat_interleave(k)
+    keep = weight.reshape(-1) > 0
+    ind = torch.stack([rows[keep], index.reshape(-1)[keep]])
+    return torch.sparse_coo_tensor(ind, weight.reshape(-1)[keep], (n, n), check_invariants=False).coalesce()
 
 
 class DRAGONNet(nn.Module):
     """Per modality: frozen raw features, user preferences P_m and the two-layer MLP; the per-user
-    modality weights."""
+    modality weights; this epoch's (padded) user-user lists as buffers, so restoring the best
+    validation state also restores the user graph it was scored with."""
 
-    def __init__(self, n_users: int, mats: list[np.ndarray], dim: int) -> None:
+    graph_index: torch.Tensor
+    graph_weight: torch.Tensor
+
+    def __init__(self, n_users: int, mats: list[np.ndarray], dim: int, user_k: int) -> None:
         super().__init__()
         self.features = nn.ParameterList([nn.Parameter(torch.tensor(x), requires_grad=False) for x in mats])
         self.preference = nn.ParameterList(
@@ -129,6 +156,8 @@ class DRAGONNet(nn.Module):
         self.mlp_out = nn.ModuleList([nn.Linear(4 * dim, dim) for _ in mats])
         w = nn.init.xavier_normal_(torch.empty(n_users, len(mats), 1))
         self.user_weight = nn.Parameter(torch.softmax(w, dim=1))
+        self.register_buffer("graph_index", torch.zeros(n_users, user_k, dtype=torch.long))
+        self.register_buffer("graph_weight", torch.zeros(n_users, user_k))
 
 
 @register("dragon")
@@ -181,20 +210,28 @@ class DRAGON(TorchRecommender):
         k = min(self.knn_k, dataset.n_items)
         self.item_graph_ = to_torch_sparse(mixed_item_graph(fsets, k, self.image_weight), self.device_)
         self.adj_ = to_torch_sparse(user_item_adjacency(train), self.device_)
-        self._neighbours = co_occurrence_neighbours(train, min(self.user_knn_k, max(1, dataset.n_users - 1)))
-        self.user_graph_ = self._user_graph()
-        self.net = DRAGONNet(dataset.n_users, modality_matrices(fsets), self.embedding_dim)
+        k_user = min(self.user_knn_k, max(1, dataset.n_users - 1))
+        self._neighbours = co_occurrence_neighbours(train, k_user)
+        self.net = DRAGONNet(dataset.n_users, modality_matrices(fsets), self.embedding_dim, k_user)
+        self._draw_user_graph()
 
-    def _user_graph(self) -> torch.Tensor:
+    def _draw_user_graph(self) -> None:
+        """This epoch's padded user lists into the net's buffers, and the sparse graph of them."""
         nbr, cnt, n = self._neighbours
-        return to_torch_sparse(user_graph(nbr, cnt, n, self.user_padding, self._rng), self.device_)
+        idx, w = padded_user_lists(nbr, cnt, n, self.user_padding, self._rng)
+        self.net.graph_index.copy_(torch.as_tensor(idx))
+        self.net.graph_weight.copy_(torch.as_tensor(w))
+        self.user_graph_ = sparse_user_graph(self.net.graph_index, self.net.graph_weight)
 
     def _on_epoch_start(self, epoch):
-        if self.user_padding == "resample" and epoch > 0:
-            self.user_graph_ = self._user_graph()  # the reference resamples the padding each epoch
+        if epoch == 0:  # the net has moved to the device since _setup
+            self.user_graph_ = sparse_user_graph(self.net.graph_index, self.net.graph_weight)
+        elif self.user_padding == "resample":
+            self._draw_user_graph()  # the reference resamples the padding each epoch
 
-    def _forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(e_U, e_I)."""
+    def _forward(self, graph: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(e_U, e_I) on the user graph `graph` (default: the one drawn for this epoch)."""
+        graph = self.user_graph_ if graph is None else graph
         net, n = self.net, self.n_users_
         reps = []
         for f, pref, mlp, out in zip(net.features, net.preference, net.mlp, net.mlp_out):
@@ -212,7 +249,7 @@ class DRAGON(TorchRecommender):
         h = items
         for _ in range(self.n_mm_layers):
             h = torch.sparse.mm(self.item_graph_, h)
-        return users + torch.sparse.mm(self.user_graph_, users), items + h
+        return users + torch.sparse.mm(graph, users), items + h
 
     def _batch_loss(self, users, pos, neg):
         eu, ei = self._forward()
@@ -225,7 +262,8 @@ class DRAGON(TorchRecommender):
         return loss + self.reg_weight * reg
 
     def _final_embeddings(self):
-        return self._forward()
+        # the graph of the net's buffers: after a restored best state, that state's padding
+        return self._forward(sparse_user_graph(self.net.graph_index, self.net.graph_weight))
 
     def _cold_final_embeddings(self):
-        return self._forward()  # items are content only: a cold item is scored like any other
+        return self._final_embeddings()  # items are content only: a cold item is scored like any other
