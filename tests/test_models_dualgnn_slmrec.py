@@ -32,6 +32,29 @@ from vlmrec.models import create_model
 __all__ = ["community_features", "mostpop_valid", "tiny"]  # fixtures shared with the other files
 
 
+def renamed(ds, feats):
+    """The image/text sets under names that sort text first (`bert` < `clip`)."""
+    return {
+        "clip": FeatureSet.create(feats["image"].vectors, ds, name="clip", modality="image"),
+        "bert": FeatureSet.create(feats["text"].vectors, ds, name="bert", modality="text"),
+    }
+
+
+def assert_roles_follow_modality(name, ds, feats, **kw):
+    """The model trained on `bert`/`clip` scores as on `image`/`text`: the image set takes the
+    image role (MMRec's v) whatever the names."""
+    fit = dict(epochs=2, lr=0.05, batch_size=8, device="cpu", **kw)
+    want = create_model(name, **fit).fit(ds, feats, seed=0)
+    got = create_model(name, **fit).fit(ds, renamed(ds, feats), seed=0)
+    np.testing.assert_allclose(got.score(np.arange(N_USERS)), want.score(np.arange(N_USERS)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dualgnn", "slmrec"])
+def test_modality_roles_follow_the_manifest_not_the_names(tiny, name):
+    ds, _, feats = tiny
+    assert_roles_follow_modality(name, ds, feats)
+
+
 # ---- DualGNN -------------------------------------------------------------------------------
 def true_neighbours(r, u):
     """User u's co-occurring users, by count descending then index, and their counts."""

@@ -22,6 +22,7 @@ from tests.test_model_equations import (
     scores_of,
     tiny,  # noqa: F401  (the fixture)
 )
+from tests.test_models_dualgnn_slmrec import assert_roles_follow_modality
 from vlmrec.data.dataset import build_dataset
 from vlmrec.evaluation import Evaluator
 from vlmrec.features.featureset import FeatureSet
@@ -229,6 +230,11 @@ def test_lgmrec_cold_item_and_noise_free_scoring(ragged):
     np.testing.assert_allclose(m.item_factors_, e[N_USERS:], atol=1e-5)
     assert np.abs(raw_items[13] - m.item_factors_[13]).max() > 1e-3
     assert np.abs(m.item_factors_[13]).max() > 1e-3  # scored by its content, not zeroed out
+
+
+def test_lgmrec_contrastive_anchor_is_the_image_set_whatever_its_name(ragged):
+    ds, _, feats = ragged
+    assert_roles_follow_modality("lgmrec", ds, feats, cl_weight=0.5, **LGM)
 
 
 # ---- learning on the six-community dataset -------------------------------------------------

@@ -19,6 +19,19 @@ def modality_matrices(features: list[FeatureSet]) -> list[np.ndarray]:
     return [np.asarray(fs.vectors, dtype=np.float32) for fs in sorted(features, key=lambda f: f.name)]
 
 
+def image_first(features: list[FeatureSet]) -> list[FeatureSet]:
+    """The sets with the image ones (manifest `modality == "image"`) first, each group in name
+    order: for models whose modalities play different roles (MMRec's v before t), so that the
+    roles follow the content, not the names (`bert`/`clip` would otherwise put text first).
+    `modality_matrices` keeps its name order for the models that do not depend on it."""
+    return sorted(features, key=lambda f: (str(f.manifest.get("modality", "")) != "image", f.name))
+
+
+def image_first_matrices(features: list[FeatureSet]) -> list[np.ndarray]:
+    """One float32 matrix per FeatureSet, in `image_first` order."""
+    return [np.asarray(fs.vectors, dtype=np.float32) for fs in image_first(features)]
+
+
 def concat_normalised(features: list[FeatureSet]) -> np.ndarray:
     """Row-L2-normalise each set, then concatenate (each modality weighs the same)."""
     return np.hstack([l2_rows(x) for x in modality_matrices(features)])

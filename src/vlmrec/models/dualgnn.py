@@ -17,7 +17,9 @@ User co-occurrence graph (training interactions only): c_uv = |items(u) & items(
 Loss: -mean log2 sigmoid(x_ui - x_uj) (MMRec's base-2 logarithm) + reg_weight * (sum_m
   mean(P_m,u^2) + mean(w^2)) over the batch users.
 Initialisation: P_m Xavier-normal, w softmax(Xavier-normal), linear layers PyTorch's default.
-Modalities in name order (image before text, as MMRec's v before t).
+Modalities image first (FeatureSets whose manifest says modality image), then by name
+(`content.image_first`), as MMRec's v before t: the first modality's weight carries the sum in
+the reference fusion, so the roles follow the content, not the set names.
 Noticed and not copied: MMRec builds per-modality "dropped" edge sets its forward never uses; its
 item weights weight_i are never used in a score (only their L2 term enters its loss, so they are
 left out here); it scores with the representation of the last training batch (here recomputed).
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from vlmrec.models.content import modality_matrices
+from vlmrec.models.content import image_first_matrices
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.params import EmbeddingDim
 from vlmrec.models.registry import register
@@ -177,7 +179,7 @@ class DualGNN(TorchRecommender):
         self.training = training
 
     def _setup(self, dataset, features, rng):
-        mats = modality_matrices(self._require_features(features, dataset))
+        mats = image_first_matrices(self._require_features(features, dataset))
         train = dataset.matrix("train")
         self._rng = rng
         self.adj_ = to_torch_sparse(user_item_adjacency(train), self.device_)

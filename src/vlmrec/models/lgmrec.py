@@ -2,8 +2,9 @@
 as in the reference code (MMRec's LGMRec with cf_model=lightgcn, itself the authors' code).
 
 A^ = D^-1/2 A D^-1/2 on the user-item graph A = [[0, R], [R^T, 0]] (LightGCN's), R the training
-interactions. Per modality m (the FeatureSets in name order; the paper has image and text), f_m
-the raw features (frozen, as in the reference):
+interactions. Per modality m (the FeatureSets image first, by the manifest's modality, then by
+name: `content.image_first`; the paper has image and text, and the first set is the anchor of
+the contrastive loss, the reference's image), f_m the raw features (frozen, as in the reference):
   CGE (collaborative graph embedding)  E_c = mean_{l=0..L_ui} A^l [E_user; E_item]
   MGE (modality graph embedding)       z_m = f_m W_m;  E_m = A^{L_mm} [D_u^-1 R z_m; z_m]
       (a user starts as the mean of its items' projected features)
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from vlmrec.models.content import modality_matrices
+from vlmrec.models.content import image_first_matrices
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.lightgcn import propagate
 from vlmrec.models.mgcn import zero_cold_rows
@@ -144,7 +145,7 @@ class LGMRec(TorchRecommender):
         self.training = training
 
     def _setup(self, dataset, features, rng):
-        mats = modality_matrices(self._require_features(features, dataset))
+        mats = image_first_matrices(self._require_features(features, dataset))
         train = sp.csr_matrix(dataset.matrix("train"), dtype=np.float32)
         deg = np.asarray(train.sum(1)).ravel()
         inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)

@@ -10,8 +10,9 @@ Main task (in-batch InfoNCE over the (u, i) training pairs; no negatives):
 Fine-and-coarse (FAC) alignment on the batch items, InfoNCE without normalisation:
   s_1 = G_id id_i;     L_1 = CE(s_1 (H_1 m_1,i)^T / ssl_temp, diagonal)
   s_m = B_m A_m s_(m-1) (A_m: same size, B_m halves it); L_m = CE(s_m (H_m m_m,i)^T / ssl_temp, diag)
-  (two modalities = MMRec's g_i_iv, g_v_iv, g_iv_iva, g_iva_ivat, g_t_ivat; modalities in name
-  order, image before text as MMRec's v before t)
+  (two modalities = MMRec's g_i_iv, g_v_iv, g_iv_iva, g_iva_ivat, g_t_ivat; modalities image
+  first (manifest modality image), then by name (`content.image_first`), as MMRec's v before t:
+  the second modality gets the half-size head whatever the sets are called)
 L = L_main + ssl_alpha * sum_m L_m + weight_decay / 2 * sum ||theta||^2 over the trained
   parameters (MMRec's Adam weight_decay 1e-4 from SLMRec.yaml: the same gradient, so the same
   updates; it only shows in the loss value here).
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from vlmrec.models.content import l2_rows, modality_matrices
+from vlmrec.models.content import image_first_matrices, l2_rows
 from vlmrec.models.graph import to_torch_sparse, user_item_adjacency
 from vlmrec.models.lightgcn import propagate
 from vlmrec.models.params import EmbeddingDim, GraphLayers
@@ -106,7 +107,7 @@ class SLMRec(TorchRecommender):
         self.training = training
 
     def _setup(self, dataset, features, rng):
-        mats = modality_matrices(self._require_features(features, dataset))
+        mats = image_first_matrices(self._require_features(features, dataset))
         self.adj_ = to_torch_sparse(user_item_adjacency(dataset.matrix("train")), self.device_)
         self.net = SLMRecNet(dataset.n_users, mats, self.embedding_dim)
 
