@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vlmrec.data.spec import FORMATS
+from vlmrec.data.formats import FORMATS
 from vlmrec.errors import ConfigError, VlmrecError, option_error
 from vlmrec.folders import FolderKind, check_folder, claim_folder, same_folder
 from vlmrec.names import safe_name

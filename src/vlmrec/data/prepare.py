@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,10 @@ import pandas as pd
 
 from vlmrec.data import readers
 from vlmrec.data.dataset import Dataset, build_dataset
+from vlmrec.data.formats import FORMATS, GENERATED, READERS
 from vlmrec.data.interactions import drop_duplicates, k_core, to_implicit, validate_interactions
 from vlmrec.data.planted import GENERATED_LABEL, generate_planted
-from vlmrec.data.spec import FORMATS
+from vlmrec.data.spec import DatasetSpec
 from vlmrec.data.splits import split_cold_items, split_interactions
 from vlmrec.errors import ConfigError
 from vlmrec.folders import check_folder, claim_folder
@@ -39,20 +39,6 @@ OVERLAPS = {
     "train_test": OVERLAP_TRAIN_TEST,
     "valid_test": OVERLAP_VALID_TEST,
 }
-
-READERS: dict[str, Callable[..., readers.RawData]] = {
-    "amazon-2014": readers.read_amazon_2014,
-    "amazon-2018": readers.read_amazon_2018,
-    "amazon-2023": readers.read_amazon_2023,
-    "movielens-100k": readers.read_movielens_100k,
-    "movielens-1m": readers.read_movielens_1m,
-    "movielens-latest": readers.read_movielens_latest,
-    "recbole": readers.read_recbole_atomic,
-    "presplit": readers.read_presplit,
-    "table": readers.read_table,
-    "planted": None,  # type: ignore[dict-item]  # generated, see prepare_dataset
-}
-assert tuple(READERS) == FORMATS, "every Format has a reader"
 
 
 def input_signature(
@@ -84,7 +70,8 @@ def data_code_version() -> dict[str, str]:
 
 
 def prepare_dataset(
-    fmt: str,
+    spec: DatasetSpec | str,
+    out: str | Path | None = None,
     *,
     path: str | Path | None = None,
     interactions: str | Path | None = None,
@@ -101,9 +88,14 @@ def prepare_dataset(
     planted_options: dict[str, Any] | None = None,
     sep: str | None = None,
     encoding: str | None = None,
-    out: str | Path | None = None,
 ) -> Dataset:
-    """Read one of FORMATS and return (and, with `out`, save) a Dataset.
+    """Read the data `spec` describes (one of FORMATS), clean and split it, and return (and, with
+    `out`, save) a Dataset.
+
+    `spec` is a DatasetSpec; a format name with the spec's fields as keywords (`k_core_min` for
+    `k_core`, `planted_options` for `planted`) is the first API's form, kept for scripts: it is
+    checked here exactly as before, not by the spec's validation. With a DatasetSpec those
+    keywords must be left out.
 
     The manifest records `inputs` (see `input_signature`, plus `item_images`: size and mtime of
     every item image) and `code` (package version, hash of the data code); the dataset's
@@ -125,84 +117,46 @@ def prepare_dataset(
     `out` (and, for `planted`, the folder it generates into) must be new, empty or vlmrec's own
     folder of that kind (`folders.check_folder`); anything else is refused before reading.
     """
+    options: dict[str, Any] = {
+        "path": path,
+        "interactions": interactions,
+        "items": items,
+        "images": images,
+        "columns": columns,
+        "name": name,
+        "rating_threshold": rating_threshold,
+        "k_core": k_core_min,
+        "split": split,
+        "ratios": ratios,
+        "seed": seed,
+        "cold_fraction": cold_fraction,
+        "planted": planted_options,
+        "sep": sep,
+        "encoding": encoding,
+    }
+    if isinstance(spec, str):
+        spec = DatasetSpec.model_construct(format=spec, **options)  # type: ignore[arg-type]
+    else:
+        given = [k for k, v in options.items() if v != DatasetSpec.model_fields[k].default]
+        if given:
+            raise TypeError(f"prepare_dataset(spec, out): {given} belong in the spec, not beside it")
+    return _prepare(spec, out)
+
+
+def _prepare(spec: DatasetSpec, out: str | Path | None) -> Dataset:
+    """`prepare_dataset` for a spec: read -> clean -> split -> build, record and save."""
+    fmt = spec.reader_format()
     if out is not None:
         check_folder(out, "dataset", "dataset folder")
-    if fmt not in READERS:
-        raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
-    if fmt != "table" and (sep is not None or encoding is not None):
-        given = " and ".join(o for o, v in (("--sep", sep), ("--encoding", encoding)) if v is not None)
-        raise ConfigError(
-            f"{given} applies to --format table only (format {fmt} reads its files its own way)"
-        )
+    _check_options(spec)
     info: dict[str, Any] = {"format": fmt}
-    inputs = input_signature(fmt, path=path, interactions=interactions, items=items, images=images)
-    if fmt == "planted":
-        raw_dir = Path(path) if path else (Path(out) / "raw" if out else None)
-        if raw_dir is None:
-            raise ConfigError("--format planted needs --path (where to generate) or --out")
-        check_folder(raw_dir, "planted", "--path")
-        if out is not None:
-            claim_folder(out, "dataset", "dataset folder")
-        generate_planted(claim_folder(raw_dir, "planted", "--path"), seed=seed, **(planted_options or {}))
-        raw = readers.read_table(raw_dir / "interactions.csv", raw_dir / "items.csv")
-        images = raw_dir / "images"
-        name = name or "planted-synthetic"
-        info.update(
-            generated=True, label=GENERATED_LABEL, ground_truth=str((raw_dir / "ground_truth.json").resolve())
-        )
-    elif fmt == "table":
-        if interactions is None:
-            raise ConfigError("--format table needs --interactions FILE")
-        raw = readers.read_table(interactions, items, columns, sep=sep, encoding=encoding or "utf-8")
-    elif fmt == "presplit":
-        raw = readers.read_presplit(_need(path, fmt), items)
-    elif fmt.startswith("amazon"):
-        raw = READERS[fmt](_need(path, fmt), items)
-    else:
-        raw = READERS[fmt](_need(path, fmt))
-    name = name or Path(raw.source).parent.name or fmt
-    info.update(source=raw.source, rating_threshold=rating_threshold, k_core=k_core_min)
-
-    dropped = {reason: 0 for reason in (readers.MALFORMED_ID, DUPLICATE_INTERACTION, NO_TRAIN_ITEM)}
-    if raw.items is not None:
-        dropped.update({readers.MISSING_ITEM_ID: 0, readers.DUPLICATE_ITEM: 0})
-    if rating_threshold is not None:
-        dropped[BELOW_THRESHOLD] = 0
-    if k_core_min > 1 and raw.presplit is None:
-        dropped[K_CORE] = 0
-    for reason, n in raw.dropped.items():
-        dropped[reason] = dropped.get(reason, 0) + n
-
-    def clean(df, source):
-        df = validate_interactions(readers.drop_malformed_ids(df, source, dropped), source)
-        df = _counted(dropped, BELOW_THRESHOLD, df, lambda d: to_implicit(d, rating_threshold))
-        return _counted(dropped, DUPLICATE_INTERACTION, df, drop_duplicates)
-
-    if raw.presplit is not None:
-        parts = [clean(df, f"{raw.source} ({s})") for df, s in zip(raw.presplit, ("train", "valid", "test"))]
-        train, valid, test, overlap = drop_split_overlaps(*parts)
-        for key, reason in OVERLAPS.items():
-            dropped[reason] = overlap[key]
-        info["split"] = {"method": "given", "overlap": overlap}
-        if any(overlap.values()):
-            log.warning(
-                "%s: the given splits share (user, item) pairs: %s",
-                raw.source,
-                "; ".join(f"{OVERLAPS[k]}: {n:,}" for k, n in overlap.items() if n),
-            )
-    else:
-        df = clean(raw.interactions, raw.source)
-        df = _counted(dropped, K_CORE, df, lambda d: k_core(d, k_core_min, raw.source))
-        info["split"] = {"method": split, "ratios": list(ratios), "seed": seed}
-        if split == "cold-items":
-            train, valid, test, cold = split_cold_items(df, cold_fraction, ratios, seed)
-            info["split"].update(
-                cold_fraction=cold_fraction,
-                n_cold_items=len(cold.all),
-                cold_items={"valid": cold.valid, "test": cold.test},
-            )
-        else:
-            train, valid, test = split_interactions(df, split, ratios, seed)
+    inputs = input_signature(
+        fmt, path=spec.path, interactions=spec.interactions, items=spec.items, images=spec.images
+    )
+    raw, images, name = _read(spec, out, info)
+    info.update(source=raw.source, rating_threshold=spec.rating_threshold, k_core=spec.k_core)
+    dropped = _reasons(raw, spec)
+    train, valid, test = _clean_and_split(raw, spec, dropped, info)
     item_table = raw.items
     if item_table is not None or images is not None:
         base = item_table if item_table is not None else train[["item_id"]].drop_duplicates()
@@ -218,6 +172,105 @@ def prepare_dataset(
     ds.info["dropped"] = {reason: int(n) for reason, n in dropped.items()}
     if raw.items is not None:
         ds.info["item_table"] = item_table_coverage(ds, raw.items)
+    _log_summary(ds, dropped)
+    if out is not None:
+        ds.save(out)
+    return ds
+
+
+def _check_options(spec: DatasetSpec) -> None:
+    """A known format, and `sep`/`encoding` only where they are read (format table)."""
+    fmt = spec.reader_format()
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not known; choose one of {', '.join(FORMATS)}")
+    if fmt != "table" and (spec.sep is not None or spec.encoding is not None):
+        given = " and ".join(
+            o for o, v in (("--sep", spec.sep), ("--encoding", spec.encoding)) if v is not None
+        )
+        raise ConfigError(
+            f"{given} applies to --format table only (format {fmt} reads its files its own way)"
+        )
+
+
+def _read(
+    spec: DatasetSpec, out: str | Path | None, info: dict[str, Any]
+) -> tuple[readers.RawData, str | Path | None, str]:
+    """The raw data, the image folder and the dataset's name; `planted` is generated first (into
+    `path`, else `<out>/raw`) and then read as a table."""
+    fmt = spec.reader_format()
+    if fmt != GENERATED:
+        raw = READERS[fmt](spec)
+        return raw, spec.images, spec.name or Path(raw.source).parent.name or fmt
+    raw_dir = Path(spec.path) if spec.path else (Path(out) / "raw" if out else None)
+    if raw_dir is None:
+        raise ConfigError("--format planted needs --path (where to generate) or --out")
+    check_folder(raw_dir, "planted", "--path")
+    if out is not None:
+        claim_folder(out, "dataset", "dataset folder")
+    generate_planted(claim_folder(raw_dir, "planted", "--path"), seed=spec.seed, **(spec.planted or {}))
+    raw = readers.read_table(raw_dir / "interactions.csv", raw_dir / "items.csv")
+    info.update(
+        generated=True, label=GENERATED_LABEL, ground_truth=str((raw_dir / "ground_truth.json").resolve())
+    )
+    return raw, raw_dir / "images", spec.name or "planted-synthetic"
+
+
+def _reasons(raw: readers.RawData, spec: DatasetSpec) -> dict[str, int]:
+    """Every drop reason this run checks, at 0, plus what the reader already dropped."""
+    dropped = {reason: 0 for reason in (readers.MALFORMED_ID, DUPLICATE_INTERACTION, NO_TRAIN_ITEM)}
+    if raw.items is not None:
+        dropped.update({readers.MISSING_ITEM_ID: 0, readers.DUPLICATE_ITEM: 0})
+    if spec.rating_threshold is not None:
+        dropped[BELOW_THRESHOLD] = 0
+    if spec.k_core > 1 and raw.presplit is None:
+        dropped[K_CORE] = 0
+    for reason, n in raw.dropped.items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    return dropped
+
+
+def _clean_and_split(
+    raw: readers.RawData, spec: DatasetSpec, dropped: dict[str, int], info: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Interactions cleaned (malformed ids, threshold, duplicates; k-core unless the splits are
+    given) and split as `spec` says, or the given splits cleaned and made disjoint; the counts go
+    to `dropped`, the split's description to `info["split"]`."""
+
+    def clean(df: pd.DataFrame, source: str) -> pd.DataFrame:
+        df = validate_interactions(readers.drop_malformed_ids(df, source, dropped), source)
+        df = _counted(dropped, BELOW_THRESHOLD, df, lambda d: to_implicit(d, spec.rating_threshold))
+        return _counted(dropped, DUPLICATE_INTERACTION, df, drop_duplicates)
+
+    if raw.presplit is not None:
+        parts = [clean(df, f"{raw.source} ({s})") for df, s in zip(raw.presplit, ("train", "valid", "test"))]
+        train, valid, test, overlap = drop_split_overlaps(*parts)
+        for key, reason in OVERLAPS.items():
+            dropped[reason] = overlap[key]
+        info["split"] = {"method": "given", "overlap": overlap}
+        if any(overlap.values()):
+            log.warning(
+                "%s: the given splits share (user, item) pairs: %s",
+                raw.source,
+                "; ".join(f"{OVERLAPS[k]}: {n:,}" for k, n in overlap.items() if n),
+            )
+        return train, valid, test
+    assert raw.interactions is not None  # a reader gives interactions or splits
+    df = clean(raw.interactions, raw.source)
+    df = _counted(dropped, K_CORE, df, lambda d: k_core(d, spec.k_core, raw.source))
+    info["split"] = {"method": spec.split, "ratios": list(spec.ratios), "seed": spec.seed}
+    if spec.split != "cold-items":
+        return split_interactions(df, spec.split, spec.ratios, spec.seed)
+    train, valid, test, cold = split_cold_items(df, spec.cold_fraction, spec.ratios, spec.seed)
+    info["split"].update(
+        cold_fraction=spec.cold_fraction,
+        n_cold_items=len(cold.all),
+        cold_items={"valid": cold.valid, "test": cold.test},
+    )
+    return train, valid, test
+
+
+def _log_summary(ds: Dataset, dropped: dict[str, int]) -> None:
+    """Log the rows dropped and how many users each split covers."""
     if any(dropped.values()):
         log.info("%s: rows dropped: %s", ds.name, "; ".join(f"{r}: {n:,}" for r, n in dropped.items() if n))
     stats = ds.stats()
@@ -225,14 +278,11 @@ def prepare_dataset(
         "%s: %d users; split %s covers %d users in train, %d in validation, %d in test",
         ds.name,
         stats["users"],
-        info["split"]["method"],
+        ds.info["split"]["method"],
         stats["users_train"],
         stats["users_valid"],
         stats["users_test"],
     )
-    if out is not None:
-        ds.save(out)
-    return ds
 
 
 def drop_split_overlaps(
@@ -290,9 +340,3 @@ def item_table_coverage(ds: Dataset, items) -> dict[str, int]:
         "interactions_on_items_without_row": int(counts[~known].sum()),
         "rows_without_interactions": len(listed) - int(known.sum()),
     }
-
-
-def _need(path, fmt: str) -> Path:
-    if path is None:
-        raise ConfigError(f"--format {fmt} needs --path (the file or folder to read)")
-    return Path(path)

@@ -1,35 +1,24 @@
 """DatasetSpec: what a dataset is made from and how it is split, as one typed value.
 
 The YAML config's `dataset:` section, `vlmrec prepare`'s options and the Python API all build a
-DatasetSpec; `prepare()` is the one place that turns it into a prepared Dataset, and
-`cache_key_fields()` what a run's cache key covers. Choices (formats, split methods) are defined
-once here and in `data.splits`; the CLI lists them from these definitions.
+DatasetSpec; `vlmrec.data.prepare.prepare_dataset(spec, out)` is the one place that turns it into a
+prepared Dataset, and `cache_key_fields()` what a run's cache key covers. Choices are defined once
+in `data.formats` (formats) and `data.splits` (split methods); the CLI lists them from there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from vlmrec.data.dataset import Dataset
+from vlmrec.data.formats import Format
 from vlmrec.data.splits import SplitMethod
 
-Format = Literal[
-    "amazon-2014",
-    "amazon-2018",
-    "amazon-2023",
-    "movielens-100k",
-    "movielens-1m",
-    "movielens-latest",
-    "recbole",
-    "presplit",
-    "table",
-    "planted",
-]
-"""The readers `vlmrec prepare --format` and a config's `dataset.format` accept (data/readers.py)."""
-FORMATS: tuple[str, ...] = get_args(Format)
+if TYPE_CHECKING:
+    from vlmrec.data.dataset import Dataset
+
 Int = Annotated[int, Strict()]
 """An integer that is an integer: YAML's `true` is refused, not read as 1."""
 Number = Annotated[float, Strict()]
@@ -94,25 +83,9 @@ class DatasetSpec(BaseModel):
         return self.model_dump(mode="json", exclude={"prepared"})
 
     def prepare(self, out: str | Path | None = None) -> Dataset:
-        """Read, clean and split the data as specified; with `out`, save the Dataset there."""
-        from vlmrec.data.prepare import prepare_dataset  # prepare imports every reader: load on use
+        """`prepare_dataset(self, out)`, kept for callers of the first API; new code calls
+        `vlmrec.data.prepare.prepare_dataset(spec, out)` (or `vlmrec.prepare`), so that the spec
+        does not depend on the preparation code."""
+        from vlmrec.data.prepare import prepare_dataset
 
-        return prepare_dataset(
-            self.reader_format(),
-            path=self.path,
-            interactions=self.interactions,
-            items=self.items,
-            images=self.images,
-            columns=self.columns,
-            name=self.name,
-            rating_threshold=self.rating_threshold,
-            k_core_min=self.k_core,
-            split=self.split,
-            ratios=self.ratios,
-            seed=self.seed,
-            cold_fraction=self.cold_fraction,
-            planted_options=self.planted,
-            sep=self.sep,
-            encoding=self.encoding,
-            out=out,
-        )
+        return prepare_dataset(self, out)
