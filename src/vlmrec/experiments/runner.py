@@ -212,6 +212,8 @@ class Runner:
         return ds
 
     def features(self, ds: Dataset) -> dict[str, FeatureSet]:
+        """Every feature set of the config in `<output_dir>/features/<name>`, reused while its key
+        matches; extracted on the Ray cluster with the Ray engine (extractors that allow it)."""
         from vlmrec.features.extraction import extract
         from vlmrec.features.registry import build_extractor, get_spec
 
@@ -354,6 +356,7 @@ class Runner:
             return None
 
         def rank(i: int) -> tuple[float, int]:
+            """Best mean first (NaN last), then the earlier point."""
             m = means[i]
             return (m if m is not None and m == m else -np.inf, -i)
 
@@ -399,7 +402,8 @@ class Runner:
             grid.add([cell for jobs in row.grid for cell in jobs])
         self.cells_skipped += grid.skipped
         bar = _Progress(len(grid.keys) + sum(r.n_twins(self.cfg) for r in rows), grid.skipped)
-        self.engine.start(self._context(), ds, [job for job, _ in grid.ready])
+        # every grid cell, finished or not: the engine checks their resources (twins share their row's)
+        self.engine.start(self._context(), ds, [job for row in rows for jobs in row.grid for job, _ in jobs])
         try:
             self._advance(ds, rows, fsets, grid, bar)
             while grid.ready or self.engine.running():
@@ -476,6 +480,7 @@ class Runner:
         return Path(prepared) if prepared is not None else self.out / "dataset"
 
     def run(self) -> RunOutput:
+        """Dataset, features, every cell on the engine, then results, run.json and the verdict."""
         set_threads(self.cfg.threads)
         run_folder = RunArtifact(self.out)
         run_folder.write_config(self.cfg.model_dump_json(indent=1))

@@ -102,7 +102,7 @@ class CellEngine(Protocol):
         """Get ready before the run's dataset and features are made (Ray: join the cluster)."""
 
     def start(self, ctx: CellContext, dataset: Dataset, jobs: list[CellJob]) -> None:
-        """Get ready to execute `jobs` (the run's first cells) of run `ctx` on `dataset`."""
+        """Get ready to execute the cells of run `ctx` on `dataset` (`jobs`: every grid cell)."""
 
     def capacity(self) -> int:
         """How many cells may be in flight now (more would only queue)."""

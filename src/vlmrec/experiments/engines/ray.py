@@ -46,6 +46,7 @@ _CACHE_SIZE = 16
 
 
 def _ray() -> Any:
+    """The ray module, or a ConfigError saying how to install it."""
     try:
         import ray
     except ImportError as e:
@@ -64,6 +65,7 @@ def _cached(kind: str, path: Path, version: Any, load: Any) -> Any:
 
 
 def _test_hooks(job: CellJob) -> None:
+    """Die like a killed worker (CRASH_ENV) or raise (FAIL_ENV) when a test asks for it."""
     crash = os.environ.get(CRASH_ENV)
     if crash:
         try:
