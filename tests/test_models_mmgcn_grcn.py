@@ -100,6 +100,27 @@ def test_mmgcn_embeddings_stay_at_their_init_as_in_the_reference(tiny):
     assert not np.allclose(again.net.id_embedding.detach(), init.net.id_embedding.detach(), atol=1e-4)
 
 
+@pytest.mark.parametrize("train_embeddings", [False, True])
+def test_mmgcn_reg_weight_is_inert_unless_the_embeddings_train(tiny, train_embeddings):
+    """reg_weight only weighs E and P_m: frozen (the reference), it adds a constant to the loss and
+    the trained model is the same; trained, it changes the scores. (Hence no reg_weight axis in
+    the zoo's MMGCN grid, and the parameter's description says so.)"""
+    from vlmrec.models.mmgcn import MMGCN
+    from vlmrec.models.params import param_spec
+
+    ds, _, feats = tiny
+    kw = {"epochs": 3, "lr": 0.05, "batch_size": 8, "device": "cpu", "train_embeddings": train_embeddings}
+    scores = [
+        create_model("mmgcn", reg_weight=reg, **kw).fit(ds, feats, seed=0).score(np.arange(N_USERS))
+        for reg in (0.0, 1.0)
+    ]
+    if train_embeddings:
+        assert np.abs(scores[0] - scores[1]).max() > 1e-3
+    else:
+        np.testing.assert_array_equal(scores[0], scores[1])
+        assert "inert" in (param_spec(MMGCN).model_fields["reg_weight"].description or "")
+
+
 def test_mmgcn_cold_item_is_scored_by_its_content_path(tiny):
     """Item 13 has no training edge: its ID row is zeroed at scoring, its score comes from its
     features alone (changing its features changes it, changing its ID row does not)."""

@@ -35,8 +35,9 @@ def test_the_zoo_lists_all_twelve_with_mmrec_grids_and_twins():
     assert cfg.controls == ["shuffled"] and len(cfg.seeds) >= 3
     assert {"ease", "ials", "lightgcn"} <= {m.name for m in cfg.models}
     sizes = {m.name: len(m.grid_points()) for m in cfg.models}
-    # MMRec's grids (src/configs/model/*.yaml)
-    assert sizes["smore"] == 128 and sizes["slmrec"] == 80 and sizes["mmgcn"] == 30 and sizes["lgmrec"] == 1
+    # MMRec's grids (src/configs/model/*.yaml); MMGCN's without its inert reg_weight axis
+    assert sizes["smore"] == 128 and sizes["slmrec"] == 80 and sizes["mmgcn"] == 5 and sizes["lgmrec"] == 1
+    assert sum(sizes.values()) == 362  # the header comment's count
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ Initialisation: E, P_m, W_l, L_l, G_1 Xavier-normal, G_l (l > 1) and g_m PyTorch
 Reference behaviour kept, with options:
 - MMRec creates E and P_m as plain tensors, not parameters: they stay at their random
   initialisation and only the layers train (`train_embeddings=False`, the default; True trains
-  them, the paper's model).
+  them, the paper's model). Then `reg_weight` is inert: the regulariser only touches those frozen
+  tensors, so it adds a constant to the loss and changes no gradient (MMRec's reg_weight grid
+  axis has no effect either; the zoo config does not search it).
 - MMRec's `concate = 'False'` is a non-empty string, hence true: layers concatenate [h | x_hat]
   (`combine="concat"`); the paper's other variant is `combine="add"`.
 - MMRec's yaml says n_layers: 2 but its GCN always runs three layers: `n_layers=3`.
@@ -170,7 +172,11 @@ class MMGCN(TorchRecommender):
         ] = "concat",
         reg_weight: Annotated[
             float,
-            Field(ge=0, description="weight of the mean squared ID rows of the batch and image preferences"),
+            Field(
+                ge=0,
+                description="weight of the mean squared ID rows of the batch and image preferences; inert "
+                "when train_embeddings is false (the reference's default): every term it weighs is frozen",
+            ),
         ] = 1e-4,
         train_embeddings: Annotated[
             bool,
