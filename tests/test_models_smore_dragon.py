@@ -215,12 +215,21 @@ def test_dragon_user_graph_padding_and_training_data_only(tiny):  # noqa: F811
 
 
 def test_dragon_scores_cold_items_from_content(tiny):  # noqa: F811
+    """Item 13 has no training edge: its vector is its projected content plus its content
+    neighbours' view, as the dense re-derivation says, before and after its features move."""
     ds, r, feats = tiny
     m = built("dragon", ds, feats, **DRAGON)
-    raw = m.item_factors_.copy()
+    feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}  # the kNN graph's input
     m._export(cold_rule=True)
-    np.testing.assert_array_equal(m.item_factors_, raw)  # no rule needed: items are content only
-    assert np.abs(raw[13]).max() > 1e-3
+    _, ei = dragon_reference(r, feats0, params(m), 4, 3, 0.3, 1, 2)
+    np.testing.assert_allclose(m.item_factors_[13], ei[13], atol=1e-5)
+    before = m.item_factors_[13].copy()
+    with torch.no_grad():
+        m.net.features[1][13] += 1.0  # its text content moves, its vector follows
+    m._export(cold_rule=True)
+    _, ei = dragon_reference(r, feats0, params(m), 4, 3, 0.3, 1, 2)
+    np.testing.assert_allclose(m.item_factors_[13], ei[13], atol=1e-5)
+    assert np.abs(m.item_factors_[13] - before).max() > 1e-3
 
 
 def test_dragon_restored_best_state_scores_as_validated(tiny):  # noqa: F811
