@@ -218,7 +218,7 @@ FAKE_VALID = {
 def _fake_valid_run_cell(monkeypatch):
     import dataclasses
 
-    import vlmrec.experiments.runner as runner_mod
+    import vlmrec.experiments.engines as engines_mod  # where the local engine runs a cell
     from vlmrec.experiments.cell import run_cell
 
     def fake(ds, name, params, features=None, seed=0, **kw):
@@ -228,7 +228,7 @@ def _fake_valid_run_cell(monkeypatch):
                 return dataclasses.replace(res, valid_score=by_seed[seed])
         return res
 
-    monkeypatch.setattr(runner_mod, "run_cell", fake)
+    monkeypatch.setattr(engines_mod, "run_cell", fake)
 
 
 def test_hyperparameters_are_chosen_once_per_row_on_the_mean_validation_score(
