@@ -9,6 +9,7 @@ import json
 import pandas as pd
 
 from vlmrec.experiments.comparisons import RunComparisons
+from vlmrec.experiments.report_examples import examples_html
 from vlmrec.experiments.report_sections import SELECTION_NOTE, Report
 from vlmrec.experiments.verdict import (
     SEGMENT_NAMES,
@@ -91,6 +92,7 @@ def render_html(report: Report) -> str:
             "they test whether models use content, not real-world accuracy.</p>"
         )
     parts += [_verdict_html(report.verdicts, report.comparisons), *_leaderboard(report), *_charts(report)]
+    parts += examples_html(report.examples)
     if len(report.beyond):
         parts += [
             "<h2 id='beyond'>Beyond accuracy</h2>",

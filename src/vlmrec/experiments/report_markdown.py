@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.experiments.leaderboard import format_markdown
+from vlmrec.experiments.report_examples import examples_markdown
 from vlmrec.experiments.report_sections import SELECTION_NOTE, VERDICT_RULE, Report
 from vlmrec.experiments.verdict import verdict_lines
 
@@ -25,7 +26,7 @@ def render_markdown(report: Report) -> str:
             "use content, not a claim about real-world accuracy.",
             "",
         ]
-    lines += _verdict(report) + _leaderboard(report) + _segments(report)
+    lines += _verdict(report) + _leaderboard(report) + _segments(report) + examples_markdown(report.examples)
     if len(report.beyond):
         lines += ["## Beyond accuracy", "", md_table(report.beyond), ""]
     return "\n".join(lines + _details(report))

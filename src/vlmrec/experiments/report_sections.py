@@ -13,6 +13,7 @@ from vlmrec.data.dataset import Dataset
 from vlmrec.experiments import charts
 from vlmrec.experiments.artifacts import RunArtifact
 from vlmrec.experiments.comparisons import ComparisonSpec, RunComparisons
+from vlmrec.experiments.examples import ExamplesSection, build_examples
 from vlmrec.experiments.leaderboard import describe_mask, leaderboard, results_mask
 from vlmrec.experiments.report_tables import (
     beyond_accuracy_table,
@@ -111,6 +112,7 @@ class Report:
     metric_charts: dict[str, str]
     user_groups: pd.DataFrame
     gallery: list[dict[str, Any]] = field(default_factory=list)
+    examples: ExamplesSection | None = None  # what each model recommends (examples.py)
 
     @property
     def overall_verdicts(self) -> list[Verdict]:
@@ -160,6 +162,7 @@ def build_report(run_dir: str | Path, metric: str = "recall", k: int = 20) -> Re
         selection=selection_table(run),
         user_groups=user_groups(ds, segment_rows(per_user, "all"), metric, k),
         gallery=gallery(ds, run_dir),
+        examples=build_examples(run_dir, ds, run, comparisons.references.get((ds.name, "all"))),
     )
 
 
