@@ -152,9 +152,29 @@ class RecordedNoise:
         return torch.as_tensor(g, dtype=logits.dtype)
 
 
-def lgmrec_reference(r, p, noise, n_ui, n_mm, n_hyper, alpha, tau, cold=()):
-    """MMRec's LGMRec forward (keep_rate 1), dense: (final [users; items], [(G_U, G_I)] per
-    modality); `noise` the Gumbel draws in the model's order (items, users per modality)."""
+class RecordedDropout:
+    """Stands in for `torch.nn.functional` in a model's module: every function is torch's except
+    dropout, whose keep masks are seeded numpy draws, kept in call order."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(7)
+        self.masks = []
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+    def dropout(self, x, p=0.5, training=True, inplace=False):
+        if not training or p == 0:
+            return x
+        keep = self.rng.random(tuple(x.shape)) >= p
+        self.masks.append(keep)
+        return x * torch.as_tensor(keep, dtype=x.dtype) / (1 - p)
+
+
+def lgmrec_reference(r, p, noise, n_ui, n_mm, n_hyper, alpha, tau, cold=(), masks=None, keep=1.0):
+    """MMRec's LGMRec forward, dense: (final [users; items], [(G_U, G_I)] per modality); `noise`
+    the Gumbel draws in the model's order (items, users per modality), `masks` the dropout keep
+    masks in the same order (None: no dropout), applied as nn.Dropout(1 - keep) does."""
     norm = lightgcn_norm(r)
     cge = layer_mean(norm, np.vstack([p["user"], p["item"]]), n_ui)
     local = cge.copy()
@@ -170,6 +190,8 @@ def lgmrec_reference(r, p, noise, n_ui, n_mm, n_hyper, alpha, tau, cold=()):
         local = local + unit(e)
         h_i = softmax((f @ p[f"hyper.{m}"] + noise[2 * m]) / tau, 1)
         h_u = softmax((r @ (f @ p[f"hyper.{m}"]) + noise[2 * m + 1]) / tau, 1)
+        if masks is not None:
+            h_i, h_u = h_i * masks[2 * m] / keep, h_u * masks[2 * m + 1] / keep
         g_i = cge[N_USERS:]
         for _ in range(n_hyper):
             lat = h_i.T @ g_i
@@ -207,6 +229,38 @@ def test_lgmrec_equations(ragged, monkeypatch):
     noise.drawn.clear()
     loss = loss_of(m)
     e, hyper = lgmrec_reference(r, p, noise.drawn, 2, 1, 2, 0.7, 0.5)
+    eu, ei = e[:N_USERS], e[N_USERS:]
+    u, i, j = BATCH
+    ref = bpr((eu[u] * ei[i]).sum(1), (eu[u] * ei[j]).sum(1)) + 0.3 * emb_loss(eu[u], ei[i], ei[j])
+    (uv, iv), (ut, it) = hyper
+    ref += 0.2 * (ssl_triple(uv[u], ut[u], ut, 0.5) + ssl_triple(iv[i], it[i], it, 0.5))
+    assert loss == pytest.approx(ref, abs=1e-5)
+
+
+def test_lgmrec_equations_with_hyperedge_dropout(ragged, monkeypatch):
+    """keep_rate < 1: the training loss drops hyperedge assignments (recorded masks, scaled by
+    1 / keep_rate) after the Gumbel-softmax, for items and users of each modality; scoring does
+    not drop. (The 1 / keep_rate scale itself cancels in the row normalisation and the cosines:
+    the masks' pattern is what this checks.)"""
+    from vlmrec.models import lgmrec
+
+    ds, r, feats = ragged
+    m = built(
+        "lgmrec", ds, feats, cl_weight=0.2, reg_weight=0.3, temperature=0.5, **{**LGM, "keep_rate": 0.6}
+    )
+    p = params(m)
+    noise, drop = RecordedNoise(), RecordedDropout()
+    monkeypatch.setattr(lgmrec, "gumbel_noise", noise)
+    monkeypatch.setattr(lgmrec, "F", drop)
+    m._export()
+    assert drop.masks == []  # no dropout at scoring
+    e, _ = lgmrec_reference(r, p, noise.drawn, 2, 1, 2, 0.7, 0.5)
+    np.testing.assert_allclose(m.user_factors_ @ m.item_factors_.T, e[:N_USERS] @ e[N_USERS:].T, atol=1e-5)
+    noise.drawn.clear()
+    m.net.train()
+    loss = loss_of(m)
+    assert len(drop.masks) == 4 and 0 < np.mean(np.concatenate([k.ravel() for k in drop.masks])) < 1
+    e, hyper = lgmrec_reference(r, p, noise.drawn, 2, 1, 2, 0.7, 0.5, masks=drop.masks, keep=0.6)
     eu, ei = e[:N_USERS], e[N_USERS:]
     u, i, j = BATCH
     ref = bpr((eu[u] * ei[i]).sum(1), (eu[u] * ei[j]).sum(1)) + 0.3 * emb_loss(eu[u], ei[i], ei[j])

@@ -20,6 +20,7 @@ from tests.test_model_equations import (
     scores_of,
     tiny,  # noqa: F401  (the fixture)
 )
+from tests.test_models_mgcn_lgmrec import RecordedDropout
 from vlmrec.evaluation import Evaluator
 from vlmrec.features.featureset import FeatureSet
 from vlmrec.models import create_model
@@ -59,8 +60,10 @@ def fused_max(graphs):
     return np.where(np.isfinite(out), out, 0.0)
 
 
-def smore_reference(r, feats0, p, ks, n_layers, n_ui_layers, cold=()):
-    """MMRec's SMORE forward (dropout off), dense: (final, side, user-item view)."""
+def smore_reference(r, feats0, p, ks, n_layers, n_ui_layers, cold=(), masks=None, rate=0.0):
+    """MMRec's SMORE forward, dense: (final, side, user-item view); `masks` the dropout keep
+    masks of the three preference gates (image, text, fusion; None: dropout off), applied as
+    nn.Dropout(rate) does."""
     norm = lightgcn_norm(r)
     r_hat = norm[:N_USERS, N_USERS:]
     ui = layer_mean(norm, np.vstack([p["user"], p["item"]]), n_ui_layers)
@@ -85,7 +88,10 @@ def smore_reference(r, feats0, p, ks, n_layers, n_ui_layers, cold=()):
         softmax(linear(p, f"query.{m}.2", np.tanh(linear(p, f"query.{m}.0", fusion))), 1) * views[m]
         for m in range(2)
     ] + [fusion]
-    side = np.mean([sigmoid(linear(p, f"prefer.{v}", ui)) * parts[v] for v in range(3)], 0)
+    gates = [sigmoid(linear(p, f"prefer.{v}", ui)) for v in range(3)]
+    if masks is not None:
+        gates = [g * k / (1 - rate) for g, k in zip(gates, masks)]
+    side = np.mean([gates[v] * parts[v] for v in range(3)], 0)
     return ui + side, side, ui
 
 
@@ -106,6 +112,37 @@ def test_smore_equations(tiny):  # noqa: F811
     n = N_USERS
     ref += 0.3 * (info_nce(side[n + i], ui[n + i], 0.4) + info_nce(side[u], ui[u], 0.4))
     assert loss_of(m) == pytest.approx(ref, abs=1e-5)
+
+
+def test_smore_equations_with_gate_dropout(tiny, monkeypatch):  # noqa: F811
+    """dropout > 0: the training loss drops the three preference gates (recorded masks, scaled by
+    1 / (1 - dropout)); scoring does not drop."""
+    from vlmrec.models import smore
+
+    ds, r, feats = tiny
+    m = built(
+        "smore", ds, feats, image_knn_k=5, text_knn_k=3, dropout=0.4, reg_weight=0.05, cl_loss=0.3,
+        n_ui_layers=3, batch_size=16, temperature=0.4,
+    )  # fmt: skip
+    p = params(m)
+    feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}
+    drop = RecordedDropout()
+    monkeypatch.setattr(smore, "F", drop)
+    e, _, _ = smore_reference(r, feats0, p, (5, 3), 1, 3)
+    np.testing.assert_allclose(scores_of(m), e[:N_USERS] @ e[N_USERS:].T, atol=1e-5)
+    m._export()
+    assert drop.masks == []  # no dropout at scoring
+    m.net.train()
+    loss = loss_of(m)
+    assert len(drop.masks) == 3 and 0 < np.mean(np.concatenate([k.ravel() for k in drop.masks])) < 1
+    e, side, ui = smore_reference(r, feats0, p, (5, 3), 1, 3, masks=drop.masks, rate=0.4)
+    eu, ei = e[:N_USERS], e[N_USERS:]
+    u, i, j = BATCH
+    ref = bpr((eu[u] * ei[i]).sum(1), (eu[u] * ei[j]).sum(1))
+    ref += 0.05 * 0.5 * ((eu[u] ** 2).sum() + (ei[i] ** 2).sum() + (ei[j] ** 2).sum()) / 16
+    n = N_USERS
+    ref += 0.3 * (info_nce(side[n + i], ui[n + i], 0.4) + info_nce(side[u], ui[u], 0.4))
+    assert loss == pytest.approx(ref, abs=1e-5)
 
 
 def test_smore_fusion_graph_is_the_max_over_the_union():
@@ -149,8 +186,49 @@ def user_graph_dense(r, k):
     return g
 
 
-def dragon_reference(r, feats0, p, k, k_user, image_weight, n_mm, n_ui):
-    """MMRec's DRAGON forward (construction cat, user lists not padded), dense: (e_U, e_I)."""
+class RecordedRandom:
+    """Stands in for the model's numpy generator: seeded uniform draws, kept in call order."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(11)
+        self.drawn = []
+
+    def random(self, size):
+        d = self.rng.random(size)
+        self.drawn.append(d)
+        return d
+
+
+def user_graph_padded(r, k, draws):
+    """MMRec's topk_sample, dense: a user with 0 < n < k co-occurring users (count desc, index
+    asc) appends members of its own growing list, at index floor(d * length) for its next draw d,
+    until it has k; weights softmax(count) over the padded list, repeats adding up. `draws`: the
+    model's draw arrays, one per round, over the users still short (by index)."""
+    c = r @ r.T
+    np.fill_diagonal(c, 0)
+    lists = [
+        [v for v in sorted(range(len(c)), key=lambda v: (-c[u, v], v)) if c[u, v] > 0][:k]
+        for u in range(len(c))
+    ]
+    mine = {u: [] for u in range(len(c))}
+    for t, d in enumerate(draws):
+        short = [u for u, lst in enumerate(lists) if 0 < len(lst) and len(lst) + t < k]
+        assert len(short) == len(d)
+        for u, x in zip(short, d):
+            mine[u].append(x)
+    g = np.zeros_like(c)
+    for u, lst in enumerate(lists):
+        lst = list(lst)
+        for x in mine[u]:
+            lst.append(lst[int(x * len(lst))])
+        if lst:
+            np.add.at(g[u], lst, softmax(c[u, lst], 0))
+    return g
+
+
+def dragon_reference(r, feats0, p, k, k_user, image_weight, n_mm, n_ui, g_user=None):
+    """MMRec's DRAGON forward (construction cat), dense: (e_U, e_I); the user graph `g_user`, by
+    default the lists not padded."""
     norm = lightgcn_norm(r)
     reps = []
     for m in range(2):
@@ -170,7 +248,8 @@ def dragon_reference(r, feats0, p, k, k_user, image_weight, n_mm, n_ui):
     h = items
     for _ in range(n_mm):
         h = s @ h
-    return users + user_graph_dense(r, k_user) @ users, items + h
+    g_user = user_graph_dense(r, k_user) if g_user is None else g_user
+    return users + g_user @ users, items + h
 
 
 DRAGON = {"knn_k": 4, "user_knn_k": 3, "user_padding": "none", "image_weight": 0.3, "n_ui_layers": 2}
@@ -182,6 +261,36 @@ def test_dragon_equations(tiny):  # noqa: F811
     p = params(m)
     feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}
     eu, ei = dragon_reference(r, feats0, p, 4, 3, 0.3, 2, 2)
+    np.testing.assert_allclose(scores_of(m), eu @ ei.T, atol=1e-5)
+    u, i, j = BATCH
+    ref = -np.mean(np.log2(sigmoid((eu[u] * ei[i]).sum(1) - (eu[u] * ei[j]).sum(1))))
+    ref += 0.2 * ((p["preference.0"][u] ** 2).mean() + (p["preference.1"][u] ** 2).mean())
+    ref += 0.2 * (p["user_weight"] ** 2).mean()
+    assert loss_of(m) == pytest.approx(ref, abs=1e-5)
+
+
+def test_dragon_equations_with_resampled_padding(tiny):  # noqa: F811
+    """user_padding="resample" (the default): each epoch's padding, from recorded draws, enters
+    the scores and the loss as MMRec's topk_sample would pad with those draws."""
+    ds, r, feats = tiny
+    m = built(
+        "dragon",
+        ds,
+        feats,
+        reg_weight=0.2,
+        n_mm_layers=2,
+        **{**DRAGON, "user_padding": "resample", "user_knn_k": 8},
+    )
+    draws = RecordedRandom()
+    m._rng = draws
+    m._on_epoch_start(1)  # a new epoch's padding, drawn from the recorder
+    m._export()
+    assert draws.drawn and sum(len(d) for d in draws.drawn) > 0  # some lists were padded
+    g = user_graph_padded(r, 8, draws.drawn)
+    assert not np.allclose(g, user_graph_dense(r, 8))
+    p = params(m)
+    feats0 = {k: v.vectors.astype(np.float64) for k, v in feats.items()}
+    eu, ei = dragon_reference(r, feats0, p, 4, 8, 0.3, 2, 2, g_user=g)
     np.testing.assert_allclose(scores_of(m), eu @ ei.T, atol=1e-5)
     u, i, j = BATCH
     ref = -np.mean(np.log2(sigmoid((eu[u] * ei[i]).sum(1) - (eu[u] * ei[j]).sum(1))))
