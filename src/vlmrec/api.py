@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmrec.data.dataset import Dataset
+from vlmrec.data.prepare import prepare_dataset
 from vlmrec.data.spec import DatasetSpec
 
 
@@ -17,4 +18,4 @@ def prepare(spec: DatasetSpec | Mapping[str, Any], out: str | Path | None = None
         spec = DatasetSpec.model_validate(dict(spec))
     if spec.prepared is not None:
         return Dataset.load(spec.prepared)
-    return spec.prepare(out)
+    return prepare_dataset(spec, out)

@@ -1,0 +1,5 @@
+"""`python -m vlmrec.cli`: the command line."""
+
+from vlmrec.cli import app
+
+app(prog_name="vlmrec")
