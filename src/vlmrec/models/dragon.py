@@ -30,9 +30,11 @@ User graph padding (`user_padding`): the reference pads a user with fewer than k
   padding that state was validated with, so the final scores are the validated ones.
 Defaults: MMRec's DRAGON.yaml (knn_k 10, n_mm_layers 1, image weight 0.1, d 64, user k 40) and the
 authors' Amazon Baby point (README; in MMRec's grid): lr 1e-4, reg_weight 1e-3.
-Departure: the reference scores with the embeddings cached by the last training batch (one
-optimiser step old); vlmrec scores with a forward pass of the current weights, so the scores of a
-restored best state are that state's.
+Deliberate departure: the reference scores with the embeddings cached by the last training batch
+(one optimiser step old); vlmrec scores with a forward pass of the current weights, since such a
+cache cannot coexist with restoring the best validation state (the scores of a restored best
+state are that state's). Given the same weights the scores equal MMRec's (docs/benchmarks.md,
+"The eight newer models").
 Cold item (no training interaction): no rule needed: every item vector is built from its content
   (DRAGON has no item ID embedding); a cold item has no user-item edge, so it is its projected
   content x_m,i plus its content neighbours' view h_I.

@@ -22,7 +22,11 @@ Modalities image first (FeatureSets whose manifest says modality image), then by
 the reference fusion, so the roles follow the content, not the set names.
 Noticed and not copied: MMRec builds per-modality "dropped" edge sets its forward never uses; its
 item weights weight_i are never used in a score (only their L2 term enters its loss, so they are
-left out here); it scores with the representation of the last training batch (here recomputed).
+left out here).
+Deliberate departure: MMRec scores with the representation cached by the last training batch
+(one optimiser step old); here it is recomputed from the current weights, since such a cache
+cannot coexist with restoring the best validation state. Given the same weights the scores equal
+MMRec's (docs/benchmarks.md, "The eight newer models").
 Cold item (no training interaction): scored like any item, by its content path alone (DualGNN
   has no item ID embedding): r_i = sum_m N(z_m,i) (no neighbours to add).
 """

@@ -19,8 +19,11 @@ Loss: BPR + reg_weight * (mean(E_u^2) + (mean(E_i^2) + mean(E_j^2)) / 2 + sum ov
 Initialisation: E, P_m, K and the weights W_m Xavier-normal; biases PyTorch's default.
 Modalities in name order (image before text, as MMRec's v before t).
 Noticed and not copied: MMRec crashes with text features alone (`conetent_rep` typo); here one
-modality of any kind works. MMRec scores with the representation of the last training batch; here
-it is recomputed from the current weights.
+modality of any kind works.
+Deliberate departure: MMRec scores with the representation cached by the last training batch
+(one optimiser step old); here it is recomputed from the current weights, since such a cache
+cannot coexist with restoring the best validation state. Given the same weights the scores equal
+MMRec's (docs/benchmarks.md, "The eight newer models").
 Cold item (no training interaction, no edge): its ID part (N(E_i), untrained) is zeroed at scoring;
   it is scored by its content parts alone, c_m,i = F_m,i.
 """

@@ -27,6 +27,8 @@ L = BPR(e_u, e_i, e_j) + cl_weight * HCL + reg_weight * (||e_u|| + ||e_i|| + ||e
 Initialisation: Xavier-uniform ID embeddings, W_m and V_m. Gumbel noise is also drawn when scoring,
 as the reference does (`score_gumbel=false`: the noise-free softmax at scoring, a deliberate
 departure that makes the scores a function of the weights alone; recorded in the parameters).
+Scores: a forward pass of the current weights (eval mode), as MMRec's full_sort_predict does
+(no cached embeddings here, unlike MMRec's MMGCN/GRCN/DualGNN/SLMRec/DRAGON).
 Cold item (no training interaction): its CGE row (its untrained ID row / (L_ui+1)) is zeroed in
   the final sum; it is scored by its modality embeddings (zero once L_mm >= 1: no edges) plus
   alpha x its global embedding normalize(sum_m H_I,m[i] Lambda_m), from its content's hyperedge

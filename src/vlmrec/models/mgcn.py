@@ -23,6 +23,8 @@ L = BPR(e_u, e_i, e_j) + reg_weight (||e_u||^2 + ||e_i||^2 + ||e_j||^2) / (2 bat
 Initialisation: Xavier-uniform ID embeddings, PyTorch's default for every linear layer. Learning
 rate lr * 0.96^(epoch/50) (MMRec's MGCN.yaml). With one modality the fuser reduces to side = h/2
 (c = h, s = 0); the reference requires exactly image + text.
+Scores: a forward pass of the current weights (eval mode), as MMRec's full_sort_predict does
+(no cached embeddings here, unlike MMRec's MMGCN/GRCN/DualGNN/SLMRec/DRAGON).
 Cold item (no training interaction): its user-item view row (its untrained ID row / (L_ui+1)) is
   zeroed, in the score and as input of the preference gates; it is scored by the fused item-item
   views, built from its content neighbours' purified embeddings in S_m.

@@ -21,8 +21,10 @@ Reference behaviour kept, with options:
 - MMRec's `concate = 'False'` is a non-empty string, hence true: layers concatenate [h | x_hat]
   (`combine="concat"`); the paper's other variant is `combine="add"`.
 - MMRec's yaml says n_layers: 2 but its GCN always runs three layers: `n_layers=3`.
-Noticed and not copied: MMRec scores with the representation of the last training batch (one
-optimiser step old); vlmrec recomputes it from the current weights.
+Deliberate departure: MMRec scores with the representation cached by the last training batch
+(one optimiser step old); vlmrec recomputes it from the current weights, since such a cache cannot
+coexist with restoring the best validation state. Given the same weights the scores equal MMRec's
+(docs/benchmarks.md, "The eight newer models").
 Cold item (no training interaction, no edge): its ID row of E is zeroed at scoring, so it is
   scored by its content path alone (h = 0, x_hat = leaky(L x) from its projected features).
 """

@@ -19,8 +19,10 @@ L = L_main + ssl_alpha * sum_m L_m + weight_decay / 2 * sum ||theta||^2 over the
 Scores: <r_u, r_i> (MMRec returns sigmoid of it: the same ranking).
 Initialisation: E_user, E_item and every linear weight Xavier-uniform, biases PyTorch's default.
 Not implemented: MMRec's other ssl_task values (FD, FM, FD+FM) and mm_fusion_mode mean.
-Noticed and not copied: MMRec scores with the embeddings of the last training batch (here
-recomputed from the current weights).
+Deliberate departure: MMRec scores with the embeddings cached by the last training batch (one
+optimiser step old); here they are recomputed from the current weights, since such a cache cannot
+coexist with restoring the best validation state. Given the same weights the scores equal MMRec's
+(docs/benchmarks.md, "The eight newer models").
 Cold item (no training interaction, no edge): its ID part id_i (E_item_i / (L+1), untrained) is
   zeroed before the item fusion, so it is scored by its modality parts: r_i = W_i [0 | m_1,i | ...] + c_i.
 """

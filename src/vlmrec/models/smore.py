@@ -25,6 +25,8 @@ imaginary filter parts, PyTorch's default for every linear layer. Learning rate
 lr * 0.96^(epoch/50) (MMRec's SMORE.yaml). Defaults: the authors' best point for Amazon Baby
 (their README; every value is in MMRec's grid): n_ui_layers 4, image_knn_k 40, text_knn_k 15,
 reg_weight 1e-4, dropout 0.1, cl_loss 0.01.
+Scores: a forward pass of the current weights (eval mode), as MMRec's full_sort_predict does
+(no cached embeddings here, unlike MMRec's MMGCN/GRCN/DualGNN/SLMRec/DRAGON).
 Cold item (no training interaction): its user-item view row (its untrained ID row / (L_ui+1)) is
   zeroed, in the score and as input of the preference gates; it is scored by its fused spectral
   views, built from its content neighbours' purified embeddings in S_m and S_f.
