@@ -204,7 +204,13 @@ class RayEngine:
             answers = ray.get(refs, timeout=PROBE_TIMEOUT_S)
         finally:
             token_file.unlink(missing_ok=True)
-        here = code_hash(*CELL_CODE)
+        # the code on disk now (code_hash is cached per process): what every node must run
+        here = code_hash.__wrapped__(*CELL_CODE)
+        if here != code_hash(*CELL_CODE):
+            log.warning(
+                "the model/evaluation code changed since this process first read it: the workers run the "
+                "new code, the cells are keyed by the old; start a new process to key them by the new"
+            )
         for a in answers:
             if a["missing"] or not a["same"] or not a["writable"]:
                 what = ", ".join(a["missing"]) or f"{ctx.run_dir} (another folder of that name, or read-only)"
@@ -212,7 +218,8 @@ class RayEngine:
             if a["code"] != here:
                 raise ConfigError(
                     f"node {a['host']} runs other vlmrec model/evaluation code (cell code {a['code']}, "
-                    f"this machine {here}): install the same vlmrec on every node"
+                    f"this machine {here}): install the same vlmrec on every node (or the code changed "
+                    "while the probe ran: run again)"
                 )
 
     def capacity(self) -> int:
