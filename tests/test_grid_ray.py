@@ -14,7 +14,13 @@ ray = pytest.importorskip("ray")
 
 from vlmrec.errors import ConfigError  # noqa: E402
 from vlmrec.experiments.config import parse_config  # noqa: E402
-from vlmrec.experiments.engines.ray import CRASH_ENV, FAIL_ENV, RayEngine  # noqa: E402
+from vlmrec.experiments.engines.ray import (  # noqa: E402
+    CRASH_ENV,
+    FAIL_ENV,
+    RayEngine,
+    check_probe,
+    probe_task,
+)
 from vlmrec.experiments.runner import Runner  # noqa: E402
 from vlmrec.features.featureset import FeatureSet  # noqa: E402
 
@@ -192,3 +198,21 @@ def test_cli_engine_options_are_checked(reference, tmp_path):
         result = CliRunner().invoke(app, ["run", str(path), *args])
         assert result.exit_code != 0 and message in " ".join(result.output.split()), result.output
     assert not (reference / "cli" / "cells").exists()
+
+
+def test_a_node_that_cannot_see_the_run_folder_is_refused(tmp_path):
+    """The probe's answers, as a node without the shared mount (or with another folder of the
+    same name) gives them: the run is refused naming the node and the shared-filesystem rule."""
+    run = tmp_path / "run"
+    run.mkdir()
+    token = run / ".probe-x"
+    token.write_text("x")
+    seen = probe_task([str(run), str(tmp_path / "ds")], str(token), "x")
+    assert seen["missing"] == [str(tmp_path / "ds")] and seen["same"] and seen["writable"]
+    with pytest.raises(ConfigError, match=r"node .* cannot see .*/ds: .*filesystem every node"):
+        check_probe([seen], run, seen["code"])
+    other = probe_task([str(run)], str(token), "another run's token")  # a local folder of that name
+    with pytest.raises(ConfigError, match=r"another folder of that name, or read-only"):
+        check_probe([other], run, other["code"])
+    with pytest.raises(ConfigError, match=r"runs other vlmrec model/evaluation code"):
+        check_probe([probe_task([str(run)], str(token), "x")], run, "0" * 16)

@@ -127,6 +127,21 @@ def probe_task(paths: list[str], token_file: str, token: str) -> dict[str, Any]:
     }
 
 
+def check_probe(answers: list[dict[str, Any]], run_dir: Path, code: str) -> None:
+    """Refuse the run, naming the first node whose `probe_task` answer shows it cannot see or
+    write the run's folders, or runs other cell code than `code`."""
+    for a in answers:
+        if a["missing"] or not a["same"] or not a["writable"]:
+            what = ", ".join(a["missing"]) or f"{run_dir} (another folder of that name, or read-only)"
+            raise ConfigError(f"node {a['host']} cannot see {what}: {SHARED_FS}")
+        if a["code"] != code:
+            raise ConfigError(
+                f"node {a['host']} runs other vlmrec model/evaluation code (cell code {a['code']}, "
+                f"this machine {code}): install the same vlmrec on every node (or the code changed "
+                "while the probe ran: run again)"
+            )
+
+
 class RayEngine:
     """Cells as Ray tasks: `num_cpus` / `num_gpus` from each model's `resources`."""
 
@@ -211,16 +226,7 @@ class RayEngine:
                 "the model/evaluation code changed since this process first read it: the workers run the "
                 "new code, the cells are keyed by the old; start a new process to key them by the new"
             )
-        for a in answers:
-            if a["missing"] or not a["same"] or not a["writable"]:
-                what = ", ".join(a["missing"]) or f"{ctx.run_dir} (another folder of that name, or read-only)"
-                raise ConfigError(f"node {a['host']} cannot see {what}: {SHARED_FS}")
-            if a["code"] != here:
-                raise ConfigError(
-                    f"node {a['host']} runs other vlmrec model/evaluation code (cell code {a['code']}, "
-                    f"this machine {here}): install the same vlmrec on every node (or the code changed "
-                    "while the probe ran: run again)"
-                )
+        check_probe(answers, ctx.run_dir, here)
 
     def capacity(self) -> int:
         """Cells that fit on the cluster's CPUs now (re-read: a lost node shrinks it), so the
