@@ -216,3 +216,25 @@ def test_a_node_that_cannot_see_the_run_folder_is_refused(tmp_path):
         check_probe([other], run, other["code"])
     with pytest.raises(ConfigError, match=r"runs other vlmrec model/evaluation code"):
         check_probe([probe_task([str(run)], str(token), "x")], run, "0" * 16)
+
+
+def test_local_engine_records_a_failed_cell_and_resumes(reference, monkeypatch):
+    """The local engine handles a cell's own error as the Ray engine does (one runner)."""
+    import vlmrec.experiments.engines as engines
+
+    real = engines.run_cell
+
+    def failing(ds, name, params, features=None, seed=0, **kw):
+        if name == "bprmf" and params["lr"] == 0.05 and seed == 1:
+            raise ValueError("boom")
+        return real(ds, name, params, features, seed=seed, **kw)
+
+    cfg = config(reference, "local-fail")
+    monkeypatch.setattr(engines, "run_cell", failing)
+    out = Runner(cfg).run()
+    assert [(f["model"], f["seed"], f["error"]) for f in out.failures] == [("bprmf", 1, "ValueError: boom")]
+    assert json.loads((reference / "local-fail" / "run.json").read_text())["failures"] == out.failures
+    monkeypatch.setattr(engines, "run_cell", real)
+    again = Runner(cfg).run()
+    assert again.cells_run == 1 and not again.failures
+    assert_same_run(reference / "local", reference / "local-fail")
