@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -190,34 +190,19 @@ def exact_topk(scores: np.ndarray, k: int) -> np.ndarray:
 class VectorIndex:
     """Top-k inner-product search over a fixed base of vectors plus items added later.
 
-    `vectors` (flat) is the base matrix; hnsw/ivf hold it inside the faiss index. `rows(ids)`
-    returns any item's vector without a second copy of the base."""
+    One subclass per kind (`FlatIndex`, `HNSWIndex`, `IVFIndex`, listed in `INDEX_CLASSES`)
+    searches and stores the base; this class holds what every kind shares: the side table of
+    added items, the removed set, the search loop with its exclusions and stable tie order.
+    `rows(ids)` returns any item's vector without a second copy of the base."""
 
-    def __init__(
-        self,
-        kind: IndexKind,
-        dim: int,
-        params: IndexParams | None = None,
-        *,
-        vectors: np.ndarray | None = None,
-        faiss_index=None,
-    ):
-        if kind not in INDEX_KINDS:
-            raise ConfigError(f"index kind {kind!r}: choose one of {', '.join(INDEX_KINDS)}")
-        self.kind: IndexKind = kind
+    kind: IndexKind
+    data_file: str
+    """the file in an index folder that holds the base (`open_index`)"""
+
+    def __init__(self, dim: int, n_base: int, params: IndexParams | None = None):
         self.dim = int(dim)
         self.params = params or IndexParams()
-        self._vectors = vectors  # flat: the base matrix; hnsw: a view into the faiss storage
-        self._faiss = faiss_index
-        if kind == "flat":
-            if vectors is None:
-                raise ModelError("a flat index needs its vectors")
-            self.n_base = len(vectors)
-        else:
-            if faiss_index is None:
-                raise ModelError(f"a {kind} index needs its faiss index")
-            self.n_base = int(faiss_index.ntotal)
-            self._configure_search()
+        self.n_base = int(n_base)
         self._added = np.zeros((0, self.dim), np.float32)  # capacity-doubling side table
         self.n_added = 0
         self.removed: set[int] = set()
@@ -233,31 +218,24 @@ class VectorIndex:
         normalise: bool = False,
     ) -> VectorIndex:
         """An in-memory index over `vectors` (no folder; see `open_index` for a persisted one)."""
-        params = params or IndexParams()
-        kind = resolve_kind(kind, len(vectors))
-        if kind == "flat":
-            x = np.ascontiguousarray(vectors, dtype=np.float32)
-            return cls("flat", x.shape[1], params, vectors=l2_normalise(x) if normalise else x)
-        with build_threads():
-            index = _build_faiss(kind, vectors, params, normalise)
-        return cls._wrap(kind, index, params)
+        return INDEX_CLASSES[resolve_kind(kind, len(vectors))].from_vectors(
+            vectors, params or IndexParams(), normalise
+        )
 
     @classmethod
-    def _wrap(cls, kind: IndexKind, index, params: IndexParams) -> VectorIndex:
-        view = None
-        if kind == "hnsw":
-            faiss = _faiss()
-            storage = faiss.downcast_index(index.storage)
-            view = faiss.rev_swig_ptr(storage.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
-        obj = cls(kind, index.d, params, vectors=view, faiss_index=index)
-        return obj
+    def from_vectors(cls, vectors: np.ndarray, params: IndexParams, normalise: bool) -> VectorIndex:
+        """This kind's in-memory index over `vectors`."""
+        raise NotImplementedError
 
-    def _configure_search(self) -> None:
-        faiss = _faiss()
-        if self.kind == "hnsw":
-            faiss.downcast_index(self._faiss).hnsw.efSearch = self.params.ef_search
-        else:
-            faiss.extract_index_ivf(self._faiss).nprobe = min(self.params.nprobe, self._faiss.nlist)
+    @classmethod
+    def write(cls, d: Path, vectors: np.ndarray, params: IndexParams, normalise: bool) -> None:
+        """Write this kind's index file for `vectors` into folder `d` (replaced atomically)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, d: Path, params: IndexParams) -> VectorIndex:
+        """This kind's index from the file `write` left in `d` (memory-mapped)."""
+        raise NotImplementedError
 
     # ---- contents --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -268,6 +246,10 @@ class VectorIndex:
         """Item positions in use (base + added), removed ones included."""
         return self.n_base + self.n_added
 
+    def _base_rows(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of base positions `ids`."""
+        raise NotImplementedError
+
     def rows(self, ids) -> np.ndarray:
         """The vectors of item positions `ids` (a copy, float32, len(ids) x dim)."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -276,11 +258,7 @@ class VectorIndex:
         out = np.empty((len(ids), self.dim), np.float32)
         base = ids < self.n_base
         if base.any():
-            b = ids[base]
-            if self._vectors is not None:
-                out[base] = self._vectors[b]
-            else:  # ivf: vectors live in the inverted lists, reached through the direct map
-                out[base] = self._faiss.reconstruct_batch(b)
+            out[base] = self._base_rows(ids[base])
         if (~base).any():
             a = ids[~base] - self.n_base
             if (a >= self.n_added).any():
@@ -328,16 +306,13 @@ class VectorIndex:
             out_i[row, : len(i)] = i
         return out_s, out_i
 
+    def _search_base(self, q: np.ndarray, fetch: int, skip: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of up to `fetch` best base items for one query (skipped ones may be among
+        them: the caller filters)."""
+        raise NotImplementedError
+
     def _search_one(self, q: np.ndarray, k: int, skip: set[int]) -> tuple[np.ndarray, np.ndarray]:
-        fetch = k + len(skip)
-        if self.kind == "flat":
-            scores = self._vectors @ q
-            if skip:
-                scores[[i for i in skip if i < self.n_base]] = -np.inf
-            ids = exact_topk(scores, fetch)
-            sc = scores[ids]
-        else:
-            sc, ids = self._faiss_search(q, min(fetch, self.n_base))
+        sc, ids = self._search_base(q, k + len(skip), skip)
         if self.n_added:
             sc = np.concatenate([sc, self._added[: self.n_added] @ q])
             ids = np.concatenate([ids, np.arange(self.n_base, self.ntotal)])
@@ -347,12 +322,104 @@ class VectorIndex:
         order = stable_order(sc, ids)[:k]
         return sc[order], ids[order]
 
-    def _faiss_search(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+    # ---- persistence -----------------------------------------------------------------------
+    def describe(self) -> dict:
+        """Kind, parameters and build facts (for /health)."""
+        params = self.params.used_by(self.kind)
+        return {"kind": self.kind, "params": params, "items": self.ntotal, **self.info}
+
+
+class FlatIndex(VectorIndex):
+    """Exact search: every query reads every base vector (a memory-mapped `vectors.npy`)."""
+
+    kind = "flat"
+    data_file = "vectors.npy"
+
+    def __init__(self, vectors: np.ndarray, params: IndexParams | None = None):
+        super().__init__(vectors.shape[1], len(vectors), params)
+        self._vectors = vectors
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, params: IndexParams, normalise: bool) -> VectorIndex:
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        return cls(l2_normalise(x) if normalise else x, params)
+
+    @classmethod
+    def write(cls, d: Path, vectors: np.ndarray, params: IndexParams, normalise: bool) -> None:
+        tmp = d / f"vectors.{os.getpid()}.tmp.npy"
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(vectors.shape))
+        start = 0
+        for block in iter_chunks(vectors):
+            out[start : start + len(block)] = l2_normalise(block) if normalise else block
+            start += len(block)
+        out.flush()
+        del out
+        os.replace(tmp, d / cls.data_file)
+
+    @classmethod
+    def load(cls, d: Path, params: IndexParams) -> VectorIndex:
+        return cls(np.load(d / cls.data_file, mmap_mode="r"), params)
+
+    def _base_rows(self, ids: np.ndarray) -> np.ndarray:
+        return self._vectors[ids]
+
+    def _search_base(self, q: np.ndarray, fetch: int, skip: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        scores = self._vectors @ q
+        if skip:
+            scores[[i for i in skip if i < self.n_base]] = -np.inf
+        ids = exact_topk(scores, fetch)
+        return scores[ids], ids
+
+
+class FaissIndex(VectorIndex):
+    """An approximate kind held in a faiss index (`index.faiss`, memory-mapped when loaded)."""
+
+    data_file = "index.faiss"
+
+    def __init__(self, faiss_index, params: IndexParams | None = None):
+        super().__init__(faiss_index.d, faiss_index.ntotal, params)
+        self._faiss = faiss_index
+        self._configure_search()
+
+    @classmethod
+    def _build_faiss(cls, vectors: np.ndarray, params: IndexParams, normalise: bool):
+        """A faiss index of this kind over `vectors`, streamed block by block. Peak memory is about
+        one copy of the vectors (the index) plus a block: storage is sized once, not grown."""
+        raise NotImplementedError
+
+    def _configure_search(self) -> None:
+        """Set the search-time parameters (`ef_search`, `nprobe`) on the faiss index."""
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, params: IndexParams, normalise: bool) -> VectorIndex:
+        with build_threads():
+            index = cls._build_faiss(vectors, params, normalise)
+        return cls(index, params)
+
+    @classmethod
+    def write(cls, d: Path, vectors: np.ndarray, params: IndexParams, normalise: bool) -> None:
+        with build_threads():
+            index = cls._build_faiss(vectors, params, normalise)
+        tmp = d / f"index.{os.getpid()}.tmp.faiss"
+        _faiss().write_index(index, str(tmp))
+        del index
+        release_memory()
+        os.replace(tmp, d / cls.data_file)
+
+    @classmethod
+    def load(cls, d: Path, params: IndexParams) -> VectorIndex:
+        faiss = _faiss()
+        return cls(faiss.read_index(str(d / cls.data_file), faiss.IO_FLAG_MMAP_IFC), params)
+
+    def _search_params(self, fetch: int) -> Any:
+        """faiss search parameters for a query fetching `fetch` results (None: the index's own)."""
+        return None
+
+    def _search_base(self, q: np.ndarray, fetch: int, skip: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        fetch = min(fetch, self.n_base)
         if fetch <= 0:
             return np.empty(0, np.float32), np.empty(0, np.int64)
-        params = None
-        if self.kind == "hnsw" and fetch > self.params.ef_search:
-            params = _faiss().SearchParametersHNSW(efSearch=fetch)
+        params = self._search_params(fetch)
         d, i = (
             self._faiss.search(q[None, :], fetch)
             if params is None
@@ -360,14 +427,86 @@ class VectorIndex:
         )
         return d[0], i[0]
 
-    # ---- persistence -----------------------------------------------------------------------
+
+class HNSWIndex(FaissIndex):
+    """A graph index (faiss IndexHNSWFlat): its flat storage doubles as the base rows."""
+
+    kind = "hnsw"
+
+    def __init__(self, faiss_index, params: IndexParams | None = None):
+        super().__init__(faiss_index, params)
+        faiss = _faiss()
+        storage = faiss.downcast_index(faiss_index.storage)
+        n, d = faiss_index.ntotal, faiss_index.d
+        self._vectors = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+
+    @classmethod
+    def _build_faiss(cls, vectors: np.ndarray, params: IndexParams, normalise: bool):
+        faiss = _faiss()
+        n, d = vectors.shape
+        index = faiss.IndexHNSWFlat(d, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params.ef_construction
+        index.hnsw.efSearch = params.ef_search
+        codes = faiss.downcast_index(index.storage).codes
+        codes.resize(n * d * 4)  # reserve the final size: no 2x growth while adding
+        codes.resize(0)
+        for block in iter_chunks(vectors):
+            index.add(l2_normalise(block) if normalise else block)
+        return index
+
+    def _configure_search(self) -> None:
+        _faiss().downcast_index(self._faiss).hnsw.efSearch = self.params.ef_search
+
+    def _search_params(self, fetch: int) -> Any:
+        return _faiss().SearchParametersHNSW(efSearch=fetch) if fetch > self.params.ef_search else None
+
+    def _base_rows(self, ids: np.ndarray) -> np.ndarray:
+        return self._vectors[ids]
+
+
+class IVFIndex(FaissIndex):
+    """An inverted-file index (faiss IndexIVFFlat): vectors live in the inverted lists, reached
+    through the direct map."""
+
+    kind = "ivf"
+    _vectors = None  # no flat copy of the base: rows come from the inverted lists
+
+    @classmethod
+    def _build_faiss(cls, vectors: np.ndarray, params: IndexParams, normalise: bool):
+        faiss = _faiss()
+        n, d = vectors.shape
+        cells = params.cells(n)
+        quantiser = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantiser, d, cells, faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True
+        quantiser.this.disown()
+        index.cp.niter = params.kmeans_iter
+        index.cp.max_points_per_centroid = params.train_per_cell
+        index.cp.seed = 1234
+        sample = _sample_rows(vectors, cells * params.train_per_cell)
+        index.train(l2_normalise(sample) if normalise else sample)
+        del sample
+        index.nprobe = min(params.nprobe, cells)
+        _fill_ivf(index, vectors, normalise)
+        index.make_direct_map()  # rows(): reconstruct any item from its list
+        return index
+
+    def _configure_search(self) -> None:
+        _faiss().extract_index_ivf(self._faiss).nprobe = min(self.params.nprobe, self._faiss.nlist)
+
+    def _base_rows(self, ids: np.ndarray) -> np.ndarray:
+        return self._faiss.reconstruct_batch(ids)
+
     def describe(self) -> dict:
-        """Kind, parameters and build facts (for /health)."""
-        params = self.params.used_by(self.kind)
-        if self.kind == "ivf":
-            params["nlist"] = int(self._faiss.nlist)
-            params["nprobe"] = int(_faiss().extract_index_ivf(self._faiss).nprobe)
-        return {"kind": self.kind, "params": params, "items": self.ntotal, **self.info}
+        out = super().describe()
+        out["params"]["nlist"] = int(self._faiss.nlist)
+        out["params"]["nprobe"] = int(_faiss().extract_index_ivf(self._faiss).nprobe)
+        return out
+
+
+INDEX_CLASSES: dict[str, type[VectorIndex]] = {cls.kind: cls for cls in (FlatIndex, HNSWIndex, IVFIndex)}
+"""Each index kind -> its class."""
+assert tuple(INDEX_CLASSES) == INDEX_KINDS, "every IndexKind has a class"
 
 
 def _drop_pages(array: np.ndarray) -> None:
@@ -392,38 +531,6 @@ def _sample_rows(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
         filled += hi - lo
         start += len(block)
     return out
-
-
-def _build_faiss(kind: IndexKind, vectors: np.ndarray, params: IndexParams, normalise: bool):
-    """A faiss index over `vectors`, streamed block by block. Peak memory is about one copy of
-    the vectors (the index) plus a block: storage is sized once instead of grown by doubling."""
-    faiss = _faiss()
-    n, d = vectors.shape
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params.ef_construction
-        index.hnsw.efSearch = params.ef_search
-        codes = faiss.downcast_index(index.storage).codes
-        codes.resize(n * d * 4)  # reserve the final size: no 2x growth while adding
-        codes.resize(0)
-        for block in iter_chunks(vectors):
-            index.add(l2_normalise(block) if normalise else block)
-        return index
-    cells = params.cells(n)
-    quantiser = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantiser, d, cells, faiss.METRIC_INNER_PRODUCT)
-    index.own_fields = True
-    quantiser.this.disown()
-    index.cp.niter = params.kmeans_iter
-    index.cp.max_points_per_centroid = params.train_per_cell
-    index.cp.seed = 1234
-    sample = _sample_rows(vectors, cells * params.train_per_cell)
-    index.train(l2_normalise(sample) if normalise else sample)
-    del sample
-    index.nprobe = min(params.nprobe, cells)
-    _fill_ivf(index, vectors, normalise)
-    index.make_direct_map()  # rows(): reconstruct any item from its list
-    return index
 
 
 def _fill_ivf(index, vectors: np.ndarray, normalise: bool) -> None:
@@ -596,7 +703,7 @@ def _stale_reason(previous: dict | None, wanted: dict, d: Path) -> str | None:
     for key in ("format", "fingerprint", "n", "dim", "normalise", "kind", "params"):
         if previous.get(key) != wanted[key]:
             return f"{key} changed: {previous.get(key)!r} -> {wanted[key]!r}"
-    data = d / ("vectors.npy" if wanted["kind"] == "flat" else "index.faiss")
+    data = d / INDEX_CLASSES[wanted["kind"]].data_file
     if not data.exists():
         return f"{data.name} is missing"
     return None
@@ -605,33 +712,10 @@ def _stale_reason(previous: dict | None, wanted: dict, d: Path) -> str | None:
 def _build_into(d: Path, kind: IndexKind, vectors: np.ndarray, params: IndexParams, normalise: bool) -> None:
     """Write the index files for `vectors` into `d` (each file replaced atomically)."""
     (d / "index.json").unlink(missing_ok=True)  # the manifest is written last, as the commit mark
-    for old in ("vectors.npy", "index.faiss"):
-        (d / old).unlink(missing_ok=True)
-    if kind == "flat":
-        tmp = d / f"vectors.{os.getpid()}.tmp.npy"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(vectors.shape))
-        start = 0
-        for block in iter_chunks(vectors):
-            out[start : start + len(block)] = l2_normalise(block) if normalise else block
-            start += len(block)
-        out.flush()
-        del out
-        os.replace(tmp, d / "vectors.npy")
-        return
-    with build_threads():
-        index = _build_faiss(kind, vectors, params, normalise)
-    tmp = d / f"index.{os.getpid()}.tmp.faiss"
-    _faiss().write_index(index, str(tmp))
-    del index
-    release_memory()
-    os.replace(tmp, d / "index.faiss")
+    for cls in INDEX_CLASSES.values():
+        (d / cls.data_file).unlink(missing_ok=True)
+    INDEX_CLASSES[kind].write(d, vectors, params, normalise)
 
 
 def _load(d: Path, manifest: dict, params: IndexParams) -> VectorIndex:
-    kind = manifest["kind"]
-    if kind == "flat":
-        vectors = np.load(d / "vectors.npy", mmap_mode="r")
-        return VectorIndex("flat", vectors.shape[1], params, vectors=vectors)
-    faiss = _faiss()
-    index = faiss.read_index(str(d / "index.faiss"), faiss.IO_FLAG_MMAP_IFC)
-    return VectorIndex._wrap(kind, index, params)
+    return INDEX_CLASSES[manifest["kind"]].load(d, params)
