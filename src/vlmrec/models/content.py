@@ -7,11 +7,10 @@ import torch
 from torch import nn
 
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.linalg import l2_normalise
 
-
-def l2_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+l2_rows = l2_normalise
+"""Rows scaled to unit L2 norm (`vlmrec.linalg.l2_normalise`, under the name the models use)."""
 
 
 def modality_matrices(features: list[FeatureSet]) -> list[np.ndarray]:

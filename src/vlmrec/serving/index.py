@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlmrec.errors import ConfigError, ModelError
+from vlmrec.linalg import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +142,6 @@ def iter_chunks(array: np.ndarray, rows: int = CHUNK_ROWS) -> Iterator[np.ndarra
         block = np.array(array[start : start + rows], dtype=np.float32, order="C")
         _drop_pages(array)
         yield block
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
 
 
 def fingerprint(array: np.ndarray, normalise: bool) -> str:

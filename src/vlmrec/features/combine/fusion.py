@@ -46,6 +46,7 @@ import numpy as np
 from vlmrec.data.dataset import Dataset
 from vlmrec.errors import ConfigError
 from vlmrec.features.featureset import FeatureSet
+from vlmrec.linalg import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,6 @@ PROCEDURE = (
 )
 FIT_ON = "all items each input processed (content only, no interactions; failed items excluded)"
 _CHUNK = 65536
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def principal_axes(x: np.ndarray, dim: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from vlmrec.errors import ConfigError
 from vlmrec.features.extraction import Extractor, ExtractorOptions
+from vlmrec.linalg import l2_normalise
 
 ARTICLES = {"a", "an", "the"}
 
@@ -50,7 +51,7 @@ def cluster_keywords(
     if embed is None or len(ordered) < 2:
         return {k: k for k in ordered}
     vecs = embed(ordered)
-    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    vecs = l2_normalise(vecs)
     reps: list[int] = []
     mapping = {}
     for i, k in enumerate(ordered):
