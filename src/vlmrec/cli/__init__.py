@@ -5,7 +5,7 @@ together; the logic lives in the library modules it calls.
 - `data`: `prepare`
 - `features`: `extractors`, `extract`, `describe`, `fuse`, `control`
 - `experiments`: `models`, `evaluate`, `run`, `report`, `demo`
-- `serving`: `serve`
+- `serving`: `serve`, `explore`
 
 The console script is `vlmrec = "vlmrec.cli:app"`; `python -m vlmrec` and `python -m vlmrec.cli`
 run the same app.

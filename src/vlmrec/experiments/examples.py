@@ -186,6 +186,7 @@ def order_rows(rows: Sequence[RowModel]) -> list[RowModel]:
     """ID rows, then each content row followed by its twins (see `run_rows`)."""
 
     def best_first(r: RowModel) -> tuple[float, str]:
+        """Best validation score first, then by label."""
         return (-(r.valid_score if np.isfinite(r.valid_score) else -np.inf), r.label)
 
     out = sorted((r for r in rows if r.kind == "id"), key=best_first)
@@ -298,6 +299,7 @@ def disagreement(
             np.add.at(hits[side], mine[only], hit[only].astype(np.int64))
 
     def top_items(side: str) -> tuple[DisagreeItem, ...]:
+        """The items most often alone in this side's lists (more hits first on a tie)."""
         order = np.lexsort((np.arange(n), -hits[side], -times[side]))
         return tuple(
             DisagreeItem(int(i), int(times[side][i]), int(hits[side][i]))

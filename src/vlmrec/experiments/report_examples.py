@@ -118,6 +118,7 @@ def _rate(hits: int, slots: int) -> str:
 
 def _disagreement(dis: Disagreement, section: ExamplesSection) -> list[str]:
     def side(title: str, items: tuple, hits: int, slots: int) -> str:
+        """One side: its hit rate and its items."""
         tiles = "".join(
             _tile(section.items[d.item], extra=f"<small>in {d.times} lists, hit {d.hits}×</small>")
             for d in items
@@ -148,6 +149,7 @@ def examples_markdown(section: ExamplesSection | None) -> list[str]:
     items = section.items
 
     def names(ids: tuple[int, ...], hits: tuple[bool, ...] | None = None) -> str:
+        """Item titles with their marks, comma-separated."""
         marks = hits or (False,) * len(ids)
         return ", ".join(
             items[i].title.replace("|", "/")
