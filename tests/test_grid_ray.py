@@ -37,10 +37,10 @@ def config(base, run, **over):
         "dataset": {"prepared": str(base / "ds")},
         "features": [{"name": "comm", "path": str(base / "feat")}],
         "controls": ["shuffled"],
-        "models": [
-            {"name": "mostpop"},
-            {"name": "bprmf", "params": {"epochs": 3, "batch_size": 256}, "grid": {"lr": [0.001, 0.05]}},
+        "models": [  # the content row first: its twins must not wait for the rows after it
             {"name": "profilematch", "features": ["comm"]},
+            {"name": "bprmf", "params": {"epochs": 3, "batch_size": 256}, "grid": {"lr": [0.001, 0.05]}},
+            {"name": "mostpop"},
         ],
         "evaluation": {"ks": [10, 20], "metrics": ["recall", "ndcg"], "n_boot": 1000},
     }
@@ -98,6 +98,9 @@ def test_ray_grid_matches_local_with_a_killed_worker_a_failed_cell_and_resume(re
     assert [f["seed"] for f in out.failures] == [1] and "injected failure" in out.failures[0]["error"]
     assert summary["failures"] == out.failures and out.cells_run == 9
     assert any(e.startswith("FAILED bprmf") for e in events)
+    # phase two of a row starts when its grid is complete, ahead of the later rows' grids
+    first_twin = next(i for i, e in enumerate(events) if "[comm~shuffled]" in e)
+    assert first_twin < max(i for i, e in enumerate(events) if e.startswith("mostpop"))
     bpr = next(s for s in summary["selection"] if s["model"] == "bprmf")
     assert bpr["params"]["lr"] == 0.001 and bpr["points"][1]["failed"]
     # rerun (the fault gone): only the failed cell runs, and the run equals the local one
@@ -162,7 +165,7 @@ def test_ray_refuses_cells_no_node_can_hold(reference):
     try:
         cfg = config(base := reference, "gpu", engine="ray")
         cfg.models[0].resources.num_gpus = 1
-        with pytest.raises(ConfigError, match=r"mostpop\).resources: .*num_gpus=1"):
+        with pytest.raises(ConfigError, match=r"profilematch\).resources: .*num_gpus=1"):
             Runner(cfg, engine=RayEngine()).run()
         assert not (base / "gpu" / "cells").exists()
     finally:
