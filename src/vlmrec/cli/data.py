@@ -72,6 +72,7 @@ def prepare(
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
     """Read a catalogue, clean it, split it, and save a Dataset (Parquet + manifest)."""
+    # long: two thirds of it are the option declarations (typer reads them from the signature)
     setup_logging(verbose)
     from vlmrec.data.prepare import prepare_dataset
 

@@ -164,6 +164,7 @@ def _id_from(request: Request, name: str) -> str:
 def create_app(state: ServingState, limits: HttpLimits | None = None) -> FastAPI:
     """The FastAPI application serving `state`, with the write token, request-size limit and
     offline docs of `limits` (serving/http.py; the request-read timeout is the server's)."""
+    # long: the routes are closures over `state` and `limits`, declared in FastAPI's one-function style
     limits = limits or HttpLimits()
     token = limits.token.get_secret_value() if limits.token is not None else None
     app = FastAPI(

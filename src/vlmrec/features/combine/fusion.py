@@ -118,18 +118,9 @@ def norm_shares(parts: Sequence[np.ndarray], weights: Sequence[float]) -> list[f
     return [float(v) for v in (energy[:, keep] / total[keep]).mean(1)]
 
 
-def fuse(
-    inputs: Sequence[FeatureSet],
-    method: str,
-    weights: Sequence[float] | None = None,
-    dataset: Dataset | None = None,
-    ridge: float = 1.0,
-) -> FeatureSet:
-    """Fuse feature sets of the same dataset into one (see the module docstring for the steps).
-
-    `weights` is required for (and only read by) `weighted`; `dataset` and `ridge` only by
-    `align`, which is fitted on the dataset's training items.
-    """
+def _check_inputs(inputs: Sequence[FeatureSet], method: str) -> None:
+    """A known method and at least two inputs made for the same dataset (same items, same
+    fingerprint), or a ConfigError saying which."""
     if method not in FUSION_METHODS:
         raise ConfigError(f"fusion method {method!r}: choose one of {FUSION_METHODS}")
     if len(inputs) < 2:
@@ -144,6 +135,22 @@ def fuse(
         raise ConfigError(
             f"fusion inputs come from different datasets (fingerprints {sorted(map(str, fps))})"
         )
+
+
+def fuse(
+    inputs: Sequence[FeatureSet],
+    method: str,
+    weights: Sequence[float] | None = None,
+    dataset: Dataset | None = None,
+    ridge: float = 1.0,
+) -> FeatureSet:
+    """Fuse feature sets of the same dataset into one (see the module docstring for the steps).
+
+    `weights` is required for (and only read by) `weighted`; `dataset` and `ridge` only by
+    `align`, which is fitted on the dataset's training items.
+    """
+    _check_inputs(inputs, method)
+    n = inputs[0].vectors.shape[0]
     names = _unique_names(inputs)
     ok = np.ones((len(inputs), n), bool)
     for k, fs in enumerate(inputs):
