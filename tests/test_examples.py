@@ -138,3 +138,16 @@ def test_report_strips_render_in_chromium_under_the_size_budget(run, tmp_path):
         b.pump(0.2)
         assert b.errors == []
     assert (tmp_path / "report-strips-1280.png").stat().st_size > 10_000
+
+
+def test_a_damaged_saved_model_leaves_the_report_with_a_note(run, tmp_path):
+    import shutil
+
+    copy_ = shutil.copytree(run, tmp_path / "run")
+    row = run_rows(RunArtifact(copy_))[0]
+    (copy_ / "cells" / row.cell / "model" / "arrays.npz").write_bytes(b"not a zip")
+    folder = RunArtifact(copy_)
+    ds = Dataset.load(folder.dataset_dir())
+    sec = build_examples(copy_, ds, folder.summary())
+    assert sec is not None and sec.users == () and "could not be loaded" in sec.note
+    assert "could not be loaded" in "".join(examples_html(sec))

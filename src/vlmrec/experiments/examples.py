@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from vlmrec.data.dataset import Dataset
-from vlmrec.errors import DataError
+from vlmrec.errors import ConfigError, DataError, ModelError
 from vlmrec.evaluation.segments import item_segments
 from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
 from vlmrec.experiments.results import segment_rows
@@ -414,7 +414,12 @@ def build_examples(
         return None
     mask = run_mask(summary)
     ev = Evaluator(ds, "test", ks=[k], metrics=("recall",), mask=mask)
-    models = load_models(folder, rows)
+    try:
+        models = load_models(folder, rows)
+    except (DataError, ModelError, ConfigError) as e:
+        log.warning("report: saved models not shown: %s", e)
+        note = f"The saved models could not be loaded, so no recommendations are shown: {e}"
+        return ExamplesSection(k, seed, "+".join(mask), (), None, {}, 0, THUMB_BUDGET_BYTES, note)
     sample = choose_users(ds, ev.users, ev.exclude, seed)
     users = np.array([u for u, _ in sample], dtype=np.int64)
     strips: dict[RowModel, tuple[np.ndarray, np.ndarray]] = {}
@@ -445,14 +450,19 @@ def build_examples(
     infos = item_infos(ds, _wanted(examples, dis))
     thumbs = sum(len(i.thumb) for i in infos.values() if i.thumb)
     n_thumbs = sum(1 for i in infos.values() if i.thumb)
+    pictures = (
+        f"{n_thumbs} thumbnails embedded once each, {thumbs / 1000:.0f} kB of the "
+        f"{THUMB_BUDGET_BYTES / 1000:.0f} kB thumbnail budget (whole report under "
+        f"{REPORT_BUDGET_BYTES / 1e6:.0f} MB); other items as title cards."
+        if ds.items["image_path"].notna().any()
+        else "The catalogue has no images: items are shown as title cards."
+    )
     note = (
         f"{len(examples)} test users drawn with seed {seed}, up to {PER_STRATUM} per group "
         f"({', '.join(STRATA)}). Each row is the model the run evaluated (its lowest seed of the "
         f"selected hyperparameters), ranked as the evaluator ranked it: {'+'.join(mask)} items masked, "
         f"ties by lowest item index. ✓ marks a hit (a test item of the user); cold: no training "
-        f"interaction; tail: the popularity tail. {n_thumbs} thumbnails embedded once each, "
-        f"{thumbs / 1000:.0f} kB of the {THUMB_BUDGET_BYTES / 1000:.0f} kB thumbnail budget "
-        f"(whole report under {REPORT_BUDGET_BYTES / 1e6:.0f} MB); other items as title cards."
+        f"interaction; tail: the popularity tail. {pictures}"
     )
     return ExamplesSection(k, seed, "+".join(mask), examples, dis, infos, thumbs, THUMB_BUDGET_BYTES, note)
 
