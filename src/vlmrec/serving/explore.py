@@ -76,6 +76,7 @@ AdhocRule = Literal["exact", "fold-in", "same for everyone", "none"]
 class Served:
     """One row of the run served by the page: its saved model and how it scores a new history."""
 
+    name: str  # in URLs (`models=`): the row's slug, made unique
     row: RowModel
     model: Recommender
     adhoc: AdhocRule
@@ -129,10 +130,16 @@ class Explorer:
                 "explore (runs before cell format 1 kept none; run the config again)"
             )
         models = load_models(folder, rows)
-        self.served = {r.slug: Served(r, m, adhoc_rule(m)) for r, m in models.items()}
+        self.served: dict[str, Served] = {}
+        for r, m in models.items():
+            names = (r.slug, *(f"{r.slug}-{n}" for n in range(2, len(rows) + 2)))
+            name = next(n for n in names if n not in self.served)
+            self.served[name] = Served(name, r, m, adhoc_rule(m))
         self.mask = run_mask(summary)
         self.ev = Evaluator(self.ds, "test", ks=[10], metrics=("recall",), mask=self.mask)
         self.titles = item_titles(self.ds)
+        self.search_text = [f"{t} {i}".lower() for t, i in zip(self.titles, self.ds.item_ids)]
+        self.popularity = np.bincount(self.ds.matrix("train").indices, minlength=self.ds.n_items)
         self.descriptions = run_descriptions(self.run_dir)
         self.item_index = {str(i): n for n, i in enumerate(self.ds.item_ids)}
         self.user_index = {str(u): n for n, u in enumerate(self.ds.user_ids)}
@@ -143,7 +150,8 @@ class Explorer:
         pair = best_pair(rows, None)
         defaults = [pair[1], pair[0]] if pair else rows[:1]
         twins = [r for r in rows if pair and r.kind == "twin" and r.model == pair[0].model]
-        self.default_models = [r.slug for r in [*defaults, *twins[:1]]]
+        name_of = {s.row: name for name, s in self.served.items()}
+        self.default_models = [name_of[r] for r in [*defaults, *twins[:1]]]
 
     # ---- lookups -------------------------------------------------------------------------
     def item(self, item_id: str) -> int:
@@ -222,13 +230,8 @@ class Explorer:
     def find_items(self, q: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
         """Items whose id or title contains `q` (case-insensitive); the most popular first."""
         q = q.strip().lower()
-        pop = np.asarray(self.ds.matrix("train").sum(axis=0)).ravel()
-        hits = [
-            i
-            for i in np.argsort(-pop, kind="stable")
-            if q in self.titles[i].lower() or q in str(self.ds.item_ids[i]).lower()
-        ]
-        return [self.card(int(i)) for i in hits[:limit]]
+        found = (int(i) for i in np.argsort(-self.popularity, kind="stable") if q in self.search_text[i])
+        return [self.card(i) for _, i in zip(range(limit), found)]
 
     def recommend_user(self, user_id: str, k: int, names: Sequence[str]) -> dict[str, Any]:
         """A user's recent history and each model's top-`k`, exactly as the evaluator ranks it."""
@@ -291,7 +294,7 @@ class Explorer:
         return {
             "item": self.card(i),
             "fields": fields,
-            "train_interactions": int(self.ds.matrix("train")[:, i].nnz),
+            "train_interactions": int(self.popularity[i]),
             "similar": similar,
             "similar_by": self.content_label,
         }
@@ -306,7 +309,7 @@ class Explorer:
     # ---- helpers -------------------------------------------------------------------------
     @staticmethod
     def _column(s: Served) -> dict[str, Any]:
-        return {"name": s.row.slug, "label": s.row.label, "kind": s.row.kind, "adhoc": s.adhoc}
+        return {"name": s.name, "label": s.row.label, "kind": s.row.kind, "adhoc": s.adhoc}
 
     def _content_vectors(
         self, folder: RunArtifact, rows: list[RowModel]
