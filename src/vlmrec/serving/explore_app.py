@@ -54,8 +54,15 @@ def create_explore_app(explorer: Explorer) -> FastAPI:
     app = FastAPI(
         title="vlmrec explore", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
     )
-    page, script = (static_text(n) for n in STATIC)
     _errors(app)
+    _page_routes(app, explorer)
+    _api_routes(app, explorer)
+    return app
+
+
+def _page_routes(app: FastAPI, explorer: Explorer) -> None:
+    """The page, its script and the item images."""
+    page, script = (static_text(n) for n in STATIC)
 
     @app.get("/", response_class=HTMLResponse)
     def index(user: str | None = None, item: str | None = None, items: str | None = None) -> HTMLResponse:
@@ -81,6 +88,21 @@ def create_explore_app(explorer: Explorer) -> FastAPI:
     def favicon() -> Response:
         """No icon (and no 404 in the console for it)."""
         return Response(status_code=204)
+
+    @app.get("/images/{item_id}")
+    def image(item_id: str) -> Response:
+        """The item's image file (from the dataset's table, by item id), or a 404 page."""
+        try:
+            path = explorer.image(item_id)
+        except NotFoundError as e:
+            return not_found_page(str(e))
+        return FileResponse(
+            path, media_type=IMAGE_TYPES[path.suffix.lower()], headers={"Cache-Control": "max-age=3600"}
+        )
+
+
+def _api_routes(app: FastAPI, explorer: Explorer) -> None:
+    """The JSON the page reads (module docstring of serving/explore.py)."""
 
     @app.get("/api/info")
     def info() -> dict:
@@ -115,19 +137,6 @@ def create_explore_app(explorer: Explorer) -> FastAPI:
     def item_view(item_id: str, k: K = 10) -> dict:
         """An item, its text and description, and its `k` nearest items by content."""
         return explorer.item_view(item_id, k)
-
-    @app.get("/images/{item_id}")
-    def image(item_id: str) -> Response:
-        """The item's image file (from the dataset's table, by item id), or a 404 page."""
-        try:
-            path = explorer.image(item_id)
-        except NotFoundError as e:
-            return not_found_page(str(e))
-        return FileResponse(
-            path, media_type=IMAGE_TYPES[path.suffix.lower()], headers={"Cache-Control": "max-age=3600"}
-        )
-
-    return app
 
 
 def _errors(app: FastAPI) -> None:
