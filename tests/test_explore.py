@@ -186,6 +186,15 @@ def test_explore_page_in_chromium(explorer, tmp_path):
             b.wait_for(
                 "location.search.startsWith('?items=') && document.querySelectorAll('.col').length === 4"
             )
+            # ... and add one more item found by searching the catalogue
+            n_items = "new URLSearchParams(location.search).get('items').split(',').length"
+            before = b.eval(n_items)
+            b.click("#compose summary")
+            b.type("#item-q", "thing 11")
+            b.wait_for("document.querySelectorAll('#item-results .card').length > 0")
+            b.click("#item-results [data-add]")
+            b.wait_for(f"{n_items} === {before + 1}")
+            b.wait_for("document.querySelectorAll('#history .card').length === " + str(before + 1))
             b.wait_for(ALL_IMAGES_OK)
             b.screenshot(tmp_path / "explore-history-1280.png")
             # a shared URL loads straight into its state, also on a phone-width window
