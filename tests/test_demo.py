@@ -35,6 +35,8 @@ def test_demo_quick(tmp_path):
         assert set(res["model"]) == {m.name for m in cfg.models}
         assert ID_ONLY <= set(res["model"]) and CONTENT & set(res["model"])
         assert (run / "report.html").stat().st_size > 10_000
+        report = (run / "report.html").read_text()  # what each model recommends (issue 26)
+        assert "class='strip hist'" in report and "Where they disagree" in report
         info = json.loads((run / "run.json").read_text())
         cold = name.endswith("-cold")
         assert info["dataset_info"]["split"]["method"] == ("cold-items" if cold else "random")
