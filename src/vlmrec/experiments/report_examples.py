@@ -92,8 +92,8 @@ def _strip(strip: Strip, section: ExamplesSection) -> str:
     twin = " twin" if strip.row.kind == "twin" else ""
     return (
         f"<div class='strip{twin}' data-row='{html.escape(strip.row.slug)}' data-hits='{n_hits}'>"
-        f"<div class='lab'>{_row_label(strip.row)}<small>{n_hits} hit{'s' if n_hits != 1 else ''}"
-        f"</small></div><div class='tiles'>{tiles}</div></div>"
+        f"<div class='lab'>{_row_label(strip.row)}<small>{_hits(n_hits)}</small></div>"
+        f"<div class='tiles'>{tiles}</div></div>"
     )
 
 
@@ -110,6 +110,11 @@ def _user(ex: UserExample, section: ExamplesSection, open_: bool) -> str:
         + "".join(_strip(s, section) for s in ex.strips)
         + "</details>"
     )
+
+
+def _hits(n: int) -> str:
+    """E.g. `1 hit`, `3 hits`."""
+    return f"{n} hit{'s' if n != 1 else ''}"
 
 
 def _rate(hits: int, slots: int) -> str:
@@ -163,7 +168,7 @@ def examples_markdown(section: ExamplesSection | None) -> list[str]:
     for ex in section.users:
         lines += [f"### User {ex.user_id} ({ex.stratum})", "", f"- history: {names(ex.history)}"]
         lines += [
-            f"- {'  ↳ ' if s.row.kind == 'twin' else ''}**{s.row.label}** ({sum(s.hits)} hits): "
+            f"{'  - ↳ ' if s.row.kind == 'twin' else '- '}**{s.row.label}** ({_hits(sum(s.hits))}): "
             + names(s.items, s.hits)
             for s in ex.strips
         ]
