@@ -26,6 +26,7 @@ cannot score a new history.
 from __future__ import annotations
 
 import copy
+import heapq
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ class Explorer:
         self.descriptions = run_descriptions(self.run_dir)
         self.item_index = {str(i): n for n, i in enumerate(self.ds.item_ids)}
         self.user_index = {str(u): n for n, u in enumerate(self.ds.user_ids)}
+        self.test_user_ids = [str(self.ds.user_ids[u]) for u in self.ev.users]
         segs = item_segments(self.ds.matrix("train"), ("cold", "popularity"))
         self.cold, self.tail = segs["cold"], segs["tail"]
         self.images = _image_files(self.ds)
@@ -214,9 +216,10 @@ class Explorer:
     def find_users(self, q: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
         """Test users whose id contains `q` (case-insensitive; ids starting with it first)."""
         q = q.strip().lower()
-        ids = [str(self.ds.user_ids[u]) for u in self.ev.users]
-        found = sorted(
-            (u for u in ids if q in u.lower()), key=lambda u: (not u.lower().startswith(q), len(u), u)
+        found = heapq.nsmallest(
+            limit,
+            (u for u in self.test_user_ids if q in u.lower()),
+            key=lambda u: (not u.lower().startswith(q), len(u), u),
         )
         return [
             {
@@ -224,7 +227,7 @@ class Explorer:
                 "history": int(self.ev.exclude[self.user_index[u]].nnz),
                 "test": int(self.ev.target[self.user_index[u]].nnz),
             }
-            for u in found[:limit]
+            for u in found
         ]
 
     def find_items(self, q: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
