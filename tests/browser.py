@@ -65,8 +65,12 @@ class Browser:
             pytest.skip("chromium not installed (apt-get install chromium); .ci/run installs it")
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
-        # copies above 10 so the dup2 onto 3 and 4 in the child cannot clobber one another
-        hi_r, hi_w = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 10), fcntl.fcntl(out_w, fcntl.F_DUPFD, 10)
+        # close-on-exec copies above 10, so the dup2 onto 3 and 4 in the child cannot clobber one another
+        # and only 3 and 4 reach chromium
+        hi_r, hi_w = (
+            fcntl.fcntl(cmd_r, fcntl.F_DUPFD_CLOEXEC, 10),
+            fcntl.fcntl(out_w, fcntl.F_DUPFD_CLOEXEC, 10),
+        )
 
         def child_fds() -> None:
             os.dup2(hi_r, 3)
