@@ -166,7 +166,9 @@ def make_run(run_dir: Path, ds, segments: bool) -> Path:
     evaluation = {"mask": ["train"], "alpha": 0.05}
     if segments:
         evaluation["segments"] = {"popularity": {"head": 0.2, "tail": 0.5}, "cold_fraction": 0.2}
-    (run_dir / "run.json").write_text(json.dumps({"name": "tiny", "seeds": list(SEEDS), "evaluation": evaluation}))
+    (run_dir / "run.json").write_text(
+        json.dumps({"name": "tiny", "seeds": list(SEEDS), "evaluation": evaluation})
+    )
     return run_dir
 
 

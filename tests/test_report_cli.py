@@ -38,6 +38,9 @@ def test_vlmrec_run_ends_with_the_verdict_block(tmp_path, multi_community_datase
     tail = out[out.index("verdict: tiny [cli]") :]
     assert "report:" in out[: out.index("verdict: tiny [cli]")]  # the verdict block comes last
     # one line per content row, both labels against named references; the procedure said once
-    assert "profilematch [comm]: uses content (+" in tail and "vs shuffled twin) · beats best ID mostpop (+" in tail
+    assert (
+        "profilematch [comm]: uses content (+" in tail
+        and "vs shuffled twin) · beats best ID mostpop (+" in tail
+    )
     assert tail.count("Holm over") == 1 and "verdict.json" in tail
     assert (tmp_path / "run" / "verdict.json").exists()

@@ -119,7 +119,11 @@ def _planted_models(epochs: int, quick: bool, cold: bool) -> list[dict[str, Any]
         *_id_models(train, quick, {"grid": {"reg": [30.0, 50.0], "alpha": [10.0]}}),  # iALS: 0.3 s a fit here
         {"name": "vbpr", "params": train, "grid": VBPR_GRID, "features": ["image", "text+image"]},
         {"name": "freedom", "params": train, "grid": FREEDOM_GRID, "features": [["text", "image"]]},
-        {"name": "profilematch", "grid": PROFILE_GRID, "features": ["text", "image", *describe, "text+image"]},
+        {
+            "name": "profilematch",
+            "grid": PROFILE_GRID,
+            "features": ["text", "image", *describe, "text+image"],
+        },
         {"name": "attributeknn", "grid": KNN_CONTENT_GRID, "features": ["text", "image", *describe]},
     ]
     if not quick:

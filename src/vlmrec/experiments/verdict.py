@@ -140,7 +140,9 @@ class Verdict:
         gap = f"{v.diff:+.4f}"
         if v.unequal_budget:
             # an honest comparison tunes both sides as hard: say when it did not
-            gap += f"; tuned on {v.grid_size} point{'s' if v.grid_size != 1 else ''} vs {v.reference_grid_size}"
+            gap += (
+                f"; tuned on {v.grid_size} point{'s' if v.grid_size != 1 else ''} vs {v.reference_grid_size}"
+            )
         if self.worth.startswith("inconclusive"):
             return f"vs best ID {self.reference}: {self.worth}", f" ({gap})"
         return self.worth, f" {self.reference} ({gap})"
