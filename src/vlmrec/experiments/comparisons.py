@@ -296,62 +296,85 @@ def compare_run(
             pu = segment_rows(pu_all[pu_all["dataset"] == dataset], segment)
             if pu.empty:
                 continue
-            rows = {cast(RowKey, tuple(r)) for r in pu[ROW].drop_duplicates().to_numpy().tolist()}
             best_key, how = best_id_reference(res_d, segment)
             references[(dataset, segment)] = None if best_key is None else best_key[1]
             basis[(dataset, segment)] = how
-            if best_key is not None and best_key not in rows:
-                best_key = None
-            for content in sorted(r for r in rows if r[2] != "none" and r[3] == "none"):
-                refs = [(f"{kind} twin", "use", key) for kind, key in _twins(rows, content)]
-                if best_key is not None:
-                    refs.append((best_key[1], "worth", best_key))
-                mine = _seed_matrix(pu, content)
-                grids = _grid_sizes(res_d)
-                for name, question, ref_key in refs:
-                    d, seed_diffs = _paired_diffs(mine, _seed_matrix(pu, ref_key))
-                    if d.size == 0:
-                        continue
-                    boot = paired_bootstrap(d, n_boot=spec.n_boot, seed=spec.seed)
-                    fields = dict(
-                        dataset=dataset,
-                        segment=segment,
-                        model=content[1],
-                        features=content[2],
-                        question=question,
-                        reference=name,
-                        reference_row=ref_key,
-                        diff=boot.estimate,
-                        p=boot.p_value,
-                        seeds=len(seed_diffs),
-                        users=d.shape[1],
-                        grid_size=grids.get(content),
-                        reference_grid_size=grids.get(ref_key),
-                    )
-                    pending.setdefault(dataset, []).append(_Pending(fields, boot, seed_diffs))
+            found = _segment_comparisons(pu, res_d, best_key, dataset, segment, spec)
+            pending.setdefault(dataset, []).extend(found)
     out: list[Comparison] = []
     family: dict[str, int] = {}
     for dataset, items in pending.items():
-        adjusted, levels = holm_levels([it.fields["p"] for it in items], spec.alpha)
         family[dataset] = len(items)
-        for it, p_holm, level in zip(items, adjusted, levels):
-            lo, hi = it.boot.interval(level)
-            outcome, reason = decide(
-                float(p_holm), spec.alpha, it.fields["diff"], it.seed_diffs, it.fields["seeds"]
-            )
-            out.append(
-                Comparison(
-                    **it.fields,
-                    ci_low=lo,
-                    ci_high=hi,
-                    ci_level=1.0 - float(level),
-                    p_holm=float(p_holm),
-                    seed_diffs=it.seed_diffs,
-                    outcome=outcome,
-                    reason=reason,
-                )
-            )
+        out += _finalise(items, spec)
     return RunComparisons(spec, out, references, basis, family)
+
+
+def _segment_comparisons(
+    pu: pd.DataFrame,
+    res: pd.DataFrame,
+    best_key: RowKey | None,
+    dataset: str,
+    segment: str,
+    spec: ComparisonSpec,
+) -> list[_Pending]:
+    """The bootstrapped comparisons of one dataset and segment, before Holm: each content row
+    against its twins and against the segment's best ID row (when it has per-user values)."""
+    rows = {cast(RowKey, tuple(r)) for r in pu[ROW].drop_duplicates().to_numpy().tolist()}
+    if best_key is not None and best_key not in rows:
+        best_key = None
+    grids = _grid_sizes(res)
+    found = []
+    for content in sorted(r for r in rows if r[2] != "none" and r[3] == "none"):
+        refs = [(f"{kind} twin", "use", key) for kind, key in _twins(rows, content)]
+        if best_key is not None:
+            refs.append((best_key[1], "worth", best_key))
+        mine = _seed_matrix(pu, content)
+        for name, question, ref_key in refs:
+            d, seed_diffs = _paired_diffs(mine, _seed_matrix(pu, ref_key))
+            if d.size == 0:
+                continue
+            boot = paired_bootstrap(d, n_boot=spec.n_boot, seed=spec.seed)
+            fields = dict(
+                dataset=dataset,
+                segment=segment,
+                model=content[1],
+                features=content[2],
+                question=question,
+                reference=name,
+                reference_row=ref_key,
+                diff=boot.estimate,
+                p=boot.p_value,
+                seeds=len(seed_diffs),
+                users=d.shape[1],
+                grid_size=grids.get(content),
+                reference_grid_size=grids.get(ref_key),
+            )
+            found.append(_Pending(fields, boot, seed_diffs))
+    return found
+
+
+def _finalise(items: list[_Pending], spec: ComparisonSpec) -> list[Comparison]:
+    """One dataset's comparisons after Holm: adjusted p, the Holm-level interval, the outcome."""
+    adjusted, levels = holm_levels([it.fields["p"] for it in items], spec.alpha)
+    out = []
+    for it, p_holm, level in zip(items, adjusted, levels):
+        lo, hi = it.boot.interval(level)
+        outcome, reason = decide(
+            float(p_holm), spec.alpha, it.fields["diff"], it.seed_diffs, it.fields["seeds"]
+        )
+        out.append(
+            Comparison(
+                **it.fields,
+                ci_low=lo,
+                ci_high=hi,
+                ci_level=1.0 - float(level),
+                p_holm=float(p_holm),
+                seed_diffs=it.seed_diffs,
+                outcome=outcome,
+                reason=reason,
+            )
+        )
+    return out
 
 
 __all__ = [

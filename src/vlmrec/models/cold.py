@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from vlmrec.data.dataset import Dataset
+from vlmrec.linalg import l2_normalise
 
 
 def cold_items_of(dataset: Dataset) -> np.ndarray:
@@ -94,7 +95,7 @@ def warm_neighbour_weights(
     n_items = len(features[0])
     warm = np.ones(n_items, dtype=bool)
     warm[cold] = False
-    normed = [x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in features]
+    normed = [l2_normalise(x) for x in features]
     k = min(k, int(warm.sum()))
     rows, cols, vals = [], [], []
     for start in range(0, len(cold), block):
