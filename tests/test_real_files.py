@@ -344,8 +344,8 @@ def test_the_config_dataset_spec_takes_sep_and_encoding(tmp_path):
     ratings, books = _bx(tmp_path)
     spec = dict(format="table", interactions=ratings, items=books, columns=BX_MAP)
     with pytest.raises(DataError, match="not valid utf-8"):
-        DatasetSpec(**spec).prepare()
-    ds = DatasetSpec(**spec, encoding="latin-1", sep=";").prepare()
+        prepare_dataset(DatasetSpec(**spec))
+    ds = prepare_dataset(DatasetSpec(**spec, encoding="latin-1", sep=";"))
     assert ds.info["read_options"]["items"] == {
         "sep": ";",
         "sep_sniffed": False,
@@ -353,7 +353,7 @@ def test_the_config_dataset_spec_takes_sep_and_encoding(tmp_path):
         "encoding": "latin-1",
     }
     with pytest.raises(DataError, match="--encoding 'klingon': unknown encoding"):
-        DatasetSpec(**spec, encoding="klingon").prepare()
+        prepare_dataset(DatasetSpec(**spec, encoding="klingon"))
 
 
 def test_errors_name_the_files_row_after_rows_with_bad_ids_were_dropped(tmp_path):

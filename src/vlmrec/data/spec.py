@@ -9,15 +9,12 @@ in `data.formats` (formats) and `data.splits` (split methods); the CLI lists the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from vlmrec.data.formats import Format
 from vlmrec.data.splits import SplitMethod
-
-if TYPE_CHECKING:
-    from vlmrec.data.dataset import Dataset
 
 Int = Annotated[int, Strict()]
 """An integer that is an integer: YAML's `true` is refused, not read as 1."""
@@ -81,11 +78,3 @@ class DatasetSpec(BaseModel):
     def cache_key_fields(self) -> dict[str, Any]:
         """What determines the prepared dataset besides the input files' content."""
         return self.model_dump(mode="json", exclude={"prepared"})
-
-    def prepare(self, out: str | Path | None = None) -> Dataset:
-        """`prepare_dataset(self, out)`, kept for callers of the first API; new code calls
-        `vlmrec.data.prepare.prepare_dataset(spec, out)` (or `vlmrec.prepare`), so that the spec
-        does not depend on the preparation code."""
-        from vlmrec.data.prepare import prepare_dataset
-
-        return prepare_dataset(self, out)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vlmrec.data.dataset import Dataset
-from vlmrec.data.prepare import input_signature
+from vlmrec.data.prepare import input_signature, prepare_dataset
 from vlmrec.errors import ConfigError, ModelError
 from vlmrec.evaluation.segments import segment_info
 from vlmrec.experiments.artifacts import CellArtifact, RunArtifact
@@ -207,7 +207,7 @@ class Runner:
             self.on_event("dataset inputs, settings or data code changed since the last run")
         self.on_event(f"preparing dataset ({d.format})")
         marker.unlink(missing_ok=True)  # a preparation killed half-way is never taken as fresh
-        ds = d.prepare(target)
+        ds = prepare_dataset(d, target)
         marker.write_text(key)
         return ds
 
