@@ -53,7 +53,7 @@ UNSET_WHEN_NONE = frozenset({"model", "prompt", "fields", "batch_size"})
 class Choices:
     """Field metadata: the value must be one of `values`, a tuple defined once elsewhere (e.g.
     `lvlm.POOLINGS`). Validated like a Literal (`Annotated[str, Choices(POOLINGS)]`), listed by
-    `vlmrec extract --list`."""
+    `vlmrec extractors`."""
 
     values: tuple[str, ...]
 
@@ -68,7 +68,7 @@ class ExtractorOptions(BaseModel):
     """Base of every extractor's options model: frozen, unknown keys refused.
 
     Subclasses declare typed fields with defaults (the extractor's own defaults) and ranges, and
-    a `description` per field (shown by `vlmrec extract --list`)."""
+    a `description` per field (shown by `vlmrec extractors`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

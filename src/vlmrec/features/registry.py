@@ -187,7 +187,7 @@ def build_extractor(
     return build(name, {"model": model, **options}, out)
 
 
-# ---- listing (vlmrec extract --list) -----------------------------------------------------------
+# ---- listing (vlmrec extractors) -----------------------------------------------------------
 
 
 LIST_FIRST = ("model", "prompt", "fields", "batch_size")  # the options with CLI flags of their own
@@ -195,7 +195,7 @@ LIST_FIRST = ("model", "prompt", "fields", "batch_size")  # the options with CLI
 
 @dataclass(frozen=True)
 class OptionDoc:
-    """One option of an extractor as `vlmrec extract --list` shows it."""
+    """One option of an extractor as `vlmrec extractors` shows it."""
 
     name: str
     type: str
@@ -232,7 +232,7 @@ def _type_text(annotation: Any, metadata: Iterable[Any] = ()) -> str:
 
 def bound_phrases(metadata: Iterable[Any]) -> list[str]:
     """The range constraints in a field's metadata as phrases: `>= 1`, `< 1`, `at least 1` (items);
-    used by `vlmrec extract --list` and docs/config.md."""
+    used by `vlmrec extractors` and docs/config.md."""
     phrases = []
     for m in metadata:
         if isinstance(m, Ge):
