@@ -190,3 +190,24 @@ def test_prepare_bad_text_files(tmp_path, content, args, expected):
     code, out = invoke("prepare", "--interactions", tmp_path / "i.csv", *args, "--out", tmp_path / "o")
     assert code == 2 and out.count("error:") == 1 and expected in out, out
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_checks_the_model_first_and_stops_early_at_the_asked_cutoff(prepared, tmp_path):
+    # an unknown model is named before the cutoffs are checked against the catalogue
+    code, out = invoke("evaluate", "--dataset", prepared, "--model", "nope", "--k", "1000")
+    assert code == 2 and "unknown model 'nope'" in out
+    # --k 5 alone: early stopping reads recall@5, not a recall@20 that was never asked for
+    code, out = invoke(
+        "evaluate", "--dataset", prepared, "--model", "mostpop", "--k", "5", "--out", tmp_path / "e"
+    )
+    assert code == 0, out
+    import pandas as pd
+
+    from vlmrec.data.dataset import Dataset
+    from vlmrec.evaluation.evaluator import Evaluator
+    from vlmrec.models import create_model
+
+    ds = Dataset.load(prepared)
+    expected = Evaluator(ds, "valid", ks=[5], metrics=["recall"]).evaluate(create_model("mostpop").fit(ds))
+    recorded = pd.read_csv(tmp_path / "e" / "results.csv")["valid_score"]
+    assert recorded.iloc[0] == pytest.approx(expected.mean("recall", 5))

@@ -73,8 +73,12 @@ def evaluate(
     from vlmrec.experiments.cell import run_cell
     from vlmrec.experiments.results import write_results
     from vlmrec.features.featureset import FeatureSet
+    from vlmrec.models import validate_params
 
     ks = ints(k)
+    params = _parse_params(param)
+    _no_bools(model, params)
+    validate_params(model, params)  # an unknown model or parameter fails before any loading
     output_folder(out, "results")
     ds = Dataset.load(dataset)
     if max(ks) > ds.n_items:
@@ -88,9 +92,9 @@ def evaluate(
     masked = tuple(x.strip() for x in mask.split(","))
     if masked not in (("train",), ("train", "valid")):
         raise ConfigError(f"--mask {mask!r}: choose train,valid or train")
-    params = _parse_params(param)
-    _no_bools(model, params)
-    res = run_cell(ds, model, params, fsets, seed=seed, ks=ks, mask=masked)
+    # early stopping on validation recall at the cutoff the user asked for (20 when given)
+    select = ("recall", 20 if 20 in ks else max(ks))
+    res = run_cell(ds, model, params, fsets, seed=seed, ks=ks, mask=masked, select_metric=select)
     claim_folder(out, "results")  # checked again: the folder may have changed while training
     write_results(out, res.results, res.per_user)
     table = Table("metric", *[f"@{x}" for x in ks])
