@@ -54,33 +54,93 @@ def generate_planted(
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    items = _planted_items(rng, n_items, text_share)
+    for i, item_id in enumerate(items["item_id"]):
+        _render(
+            out / "images" / f"{item_id}.png",
+            CATEGORIES[items["cat"][i]],
+            COLOURS[list(COLOURS)[items["col"][i]]],
+            items["names"][i],
+            MATERIALS[items["mat"][i]],
+            image_size,
+        )
+    user_cat, user_col, rows = _planted_interactions(
+        rng, items, n_users, interactions_per_user, noise, popularity_skew
+    )
+    pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(
+        out / "interactions.csv", index=False
+    )
+    colour_names = list(COLOURS)
+    pd.DataFrame(
+        {
+            "item_id": items["item_id"],
+            "title": items["titles"],
+            "description": items["descriptions"],
+            "category": [CATEGORIES[c] for c in items["cat"]],
+            "colour": [colour_names[c] for c in items["col"]],
+            "material": [MATERIALS[m].lower() for m in items["mat"]],
+        }
+    ).to_csv(out / "ground_truth_items.csv", index=False)
+    pd.DataFrame(
+        {"item_id": items["item_id"], "title": items["titles"], "description": items["descriptions"]}
+    ).to_csv(out / "items.csv", index=False)
+    params = {
+        "n_users": n_users,
+        "n_items": n_items,
+        "interactions_per_user": interactions_per_user,
+        "noise": noise,
+        "popularity_skew": popularity_skew,
+        "text_share": text_share,
+        "seed": seed,
+    }
+    preferences = {
+        f"U{u:05d}": {"category": CATEGORIES[user_cat[u]], "colour": colour_names[user_col[u]]}
+        for u in range(n_users)
+    }
+    (out / "ground_truth.json").write_text(
+        json.dumps({"label": GENERATED_LABEL, "params": params, "user_preferences": preferences}, indent=1)
+    )
+    (out / "README.txt").write_text(GENERATED_LABEL + "\nWritten by vlmrec.data.planted.generate_planted.\n")
+    return out
+
+
+def _planted_items(rng: np.random.Generator, n_items: int, text_share: float) -> dict:
+    """Each item's hidden category, colour and material, its name, and its title and description
+    (only a `text_share` of the texts mention category and colour)."""
     cat = rng.integers(len(CATEGORIES), size=n_items)
     col = rng.integers(len(COLOURS), size=n_items)
     mat = rng.integers(len(MATERIALS), size=n_items)
     names = ["".join(rng.choice(SYLLABLES, size=3)).upper() for _ in range(n_items)]
     colour_names = list(COLOURS)
     mentions = rng.random(n_items) < text_share
-    item_ids = [f"P{i:05d}" for i in range(n_items)]
     titles, descriptions = [], []
     for i in range(n_items):
         material = MATERIALS[mat[i]].lower()
+        word = CATEGORY_WORDS[CATEGORIES[cat[i]]]
         if mentions[i]:
-            titles.append(f"{names[i].title()} {colour_names[col[i]]} {CATEGORY_WORDS[CATEGORIES[cat[i]]]}")
-            descriptions.append(
-                f"A {colour_names[col[i]]} {material} {CATEGORY_WORDS[CATEGORIES[cat[i]]]} called {names[i].title()}."
-            )
+            titles.append(f"{names[i].title()} {colour_names[col[i]]} {word}")
+            descriptions.append(f"A {colour_names[col[i]]} {material} {word} called {names[i].title()}.")
         else:
             titles.append(f"{names[i].title()} item")
             descriptions.append(f"Made of {material}. Model {names[i].title()}.")
-        _render(
-            out / "images" / f"{item_ids[i]}.png",
-            CATEGORIES[cat[i]],
-            COLOURS[colour_names[col[i]]],
-            names[i],
-            MATERIALS[mat[i]],
-            image_size,
-        )
+    item_ids = [f"P{i:05d}" for i in range(n_items)]
+    return dict(
+        item_id=item_ids, cat=cat, col=col, mat=mat, names=names, titles=titles, descriptions=descriptions
+    )
 
+
+def _planted_interactions(
+    rng: np.random.Generator,
+    items: dict,
+    n_users: int,
+    interactions_per_user: int,
+    noise: float,
+    popularity_skew: float,
+) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """Each user's hidden taste (a category and a colour) and their interactions, drawn from
+    taste x popularity with a `noise` share of uniform picks."""
+    cat, col, item_ids = items["cat"], items["col"], items["item_id"]
+    n_items = len(item_ids)
     user_cat = rng.integers(len(CATEGORIES), size=n_users)
     user_col = rng.integers(len(COLOURS), size=n_users)
     popularity = rng.pareto(1.5, size=n_items) + 1.0
@@ -93,45 +153,7 @@ def generate_planted(
         chosen = rng.choice(n_items, size=n, replace=False, p=p)
         for t, i in enumerate(chosen):
             rows.append((f"U{u:05d}", item_ids[i], 1.0, 1_600_000_000 + 3600 * (u * 1000 + t)))
-    pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(
-        out / "interactions.csv", index=False
-    )
-    pd.DataFrame(
-        {
-            "item_id": item_ids,
-            "title": titles,
-            "description": descriptions,
-            "category": [CATEGORIES[c] for c in cat],
-            "colour": [colour_names[c] for c in col],
-            "material": [MATERIALS[m].lower() for m in mat],
-        }
-    ).to_csv(out / "ground_truth_items.csv", index=False)
-    pd.DataFrame({"item_id": item_ids, "title": titles, "description": descriptions}).to_csv(
-        out / "items.csv", index=False
-    )
-    (out / "ground_truth.json").write_text(
-        json.dumps(
-            {
-                "label": GENERATED_LABEL,
-                "params": {
-                    "n_users": n_users,
-                    "n_items": n_items,
-                    "interactions_per_user": interactions_per_user,
-                    "noise": noise,
-                    "popularity_skew": popularity_skew,
-                    "text_share": text_share,
-                    "seed": seed,
-                },
-                "user_preferences": {
-                    f"U{u:05d}": {"category": CATEGORIES[user_cat[u]], "colour": colour_names[user_col[u]]}
-                    for u in range(n_users)
-                },
-            },
-            indent=1,
-        )
-    )
-    (out / "README.txt").write_text(GENERATED_LABEL + "\nWritten by vlmrec.data.planted.generate_planted.\n")
-    return out
+    return user_cat, user_col, rows
 
 
 def _render(path: Path, shape: str, rgb: tuple[int, int, int], name: str, material: str, size: int) -> None:

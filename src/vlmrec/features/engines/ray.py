@@ -77,6 +77,68 @@ class ChunkWorker:
         }
 
 
+def _checked_options(
+    extractor: str,
+    model: str | None,
+    options: Mapping[str, Any] | ExtractorOptions | None,
+    missing: str,
+) -> ExtractorOptions:
+    """The extractor's options validated before any cluster starts (with `model` folded in)."""
+    from vlmrec.features.registry import get_spec, parse_options
+
+    if missing not in MISSING_POLICIES:
+        raise ConfigError(f"missing-item policy {missing!r}: choose one of {MISSING_POLICIES}")
+    if not get_spec(extractor).distributable:
+        raise ConfigError(
+            f"extractor {extractor!r} fits on generated output of the whole catalogue; run it with --engine local"
+        )
+    if model is not None:
+        given = options.model_dump(exclude_unset=True) if isinstance(options, ExtractorOptions) else options
+        options = {**(given or {}), "model": model}
+    return parse_options(extractor, options)
+
+
+def _local_manifest(
+    extractor: str, validated: ExtractorOptions, out: Path, ds: Dataset
+) -> tuple[dict, str | None]:
+    """The extractor's manifest built here, when every chunk was done by an earlier run."""
+    from vlmrec.features.registry import build
+
+    local = build(extractor, validated, out)
+    local.fit(ds.items)
+    return local.manifest(), local.own_missing_policy
+
+
+def _ray_pass(
+    ray: Any, todo: list, worker_kwargs: dict, n_workers: int, gpus: int, attempt: int
+) -> tuple[dict, str | None] | None:
+    """One pass of the chunk pipeline over `todo` on an actor pool: (the extractor's manifest,
+    its own missing-item policy) from the last chunk done, or None when no chunk came back. A
+    pass can fail when a worker dies: what is missing is redone in the next pass."""
+    from ray.data import ActorPoolStrategy
+
+    pipeline = ray.data.from_items([{"chunk": c} for c in todo]).map_batches(
+        ChunkWorker,
+        fn_constructor_kwargs=worker_kwargs,
+        batch_size=1,
+        compute=ActorPoolStrategy(size=n_workers),
+        num_cpus=1,
+        num_gpus=gpus,
+        max_restarts=2,
+        max_task_retries=2,
+    )
+    found: tuple[dict, str | None] | None = None
+    try:
+        for row in pipeline.iter_rows():
+            manifest = found[0] if found else json.loads(row["manifest"])
+            found = (manifest, str(row["own_missing_policy"]) or None)
+    except Exception as e:  # a worker died: the missing chunks are redone in the next pass
+        log.warning(
+            "ray pass %d ended with %s: %s; retrying missing chunks", attempt + 1, type(e).__name__, e
+        )
+    return found
+
+
 def extract_ray(
     dataset_dir: str | Path,
     extractor: str,
@@ -92,18 +154,7 @@ def extract_ray(
     """Extract on a Ray cluster (started locally unless `address` names one): the same chunks,
     resume and FeatureSet as `extraction.extract`. `options` are the extractor's (validated here,
     before the cluster starts); `model` is one of them, given separately as in `build_extractor`."""
-    from vlmrec.features.registry import get_spec, parse_options
-
-    if missing not in MISSING_POLICIES:
-        raise ConfigError(f"missing-item policy {missing!r}: choose one of {MISSING_POLICIES}")
-    if not get_spec(extractor).distributable:
-        raise ConfigError(
-            f"extractor {extractor!r} fits on generated output of the whole catalogue; run it with --engine local"
-        )
-    if model is not None:
-        given = options.model_dump(exclude_unset=True) if isinstance(options, ExtractorOptions) else options
-        options = {**(given or {}), "model": model}
-    validated = parse_options(extractor, options)
+    validated = _checked_options(extractor, model, options, missing)
     ray = _ray()
 
     dataset_dir, out = Path(dataset_dir).resolve(), Path(out).resolve()
@@ -132,45 +183,25 @@ def extract_ray(
         manifest: dict | None = None
         own_policy: str | None = None
         t0 = time.perf_counter()
+        worker_kwargs = {
+            "dataset_dir": str(dataset_dir),
+            "extractor": extractor,
+            "options": payload,
+            "out": str(out),
+            "chunk_size": chunk_size,
+        }
         for attempt in range(max_passes):
             todo = prepare_partial(out, ds, spec)
             if not todo:
                 break
             log.info("ray pass %d: %d chunks on %d workers", attempt + 1, len(todo), n_workers)
-            from ray.data import ActorPoolStrategy
-
-            pipeline = ray.data.from_items([{"chunk": c} for c in todo]).map_batches(
-                ChunkWorker,
-                fn_constructor_kwargs={
-                    "dataset_dir": str(dataset_dir),
-                    "extractor": extractor,
-                    "options": payload,
-                    "out": str(out),
-                    "chunk_size": chunk_size,
-                },
-                batch_size=1,
-                compute=ActorPoolStrategy(size=n_workers),
-                num_cpus=1,
-                num_gpus=gpus,
-                max_restarts=2,
-                max_task_retries=2,
-            )
-            try:
-                for row in pipeline.iter_rows():
-                    manifest = manifest or json.loads(row["manifest"])
-                    own_policy = str(row["own_missing_policy"]) or None
-            except Exception as e:  # a pass can fail when a worker dies; missing chunks are redone next pass
-                log.warning(
-                    "ray pass %d ended with %s: %s; retrying missing chunks", attempt + 1, type(e).__name__, e
-                )
+            found = _ray_pass(ray, todo, worker_kwargs, n_workers, gpus, attempt)
+            if found is not None:
+                manifest, own_policy = manifest or found[0], found[1]
         if prepare_partial(out, ds, spec):
             raise DataError(f"{out}: chunks still missing after {max_passes} passes; re-run to resume")
         if manifest is None:  # every chunk was done by an earlier run: build the manifest here
-            from vlmrec.features.registry import build
-
-            local = build(extractor, validated, out)
-            local.fit(ds.items)
-            manifest, own_policy = local.manifest(), local.own_missing_policy
+            manifest, own_policy = _local_manifest(extractor, validated, out, ds)
         return assemble(
             ds,
             out,
