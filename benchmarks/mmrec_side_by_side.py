@@ -28,6 +28,17 @@ and calls a row equal when |gap| <= max(3%, twice the larger of the two spreads)
 written after every run, so a cut-off run leaves its finished rows; `--resume` skips the runs the
 results file already holds (same scale, cap and stopping step).
 
+Fixed-epoch mode (`--equal-within F`, with `--max-epochs N --stopping-step` above N): every run
+trains N epochs; the table reads test Recall@20 after the last epoch and at the best validation epoch
+on both sides, seconds per epoch beside, and a row is equal when both gaps are within F. The eight
+later models (MMGCN ... SMORE) need torch_geometric on MMRec's side (`--mmrec-extra-path`, e.g. a
+`pip install --target` folder) and the run-time patches in PATCHES below:
+
+    nice -n 10 python benchmarks/mmrec_side_by_side.py --mmrec-src /tmp/mmrec/src \
+        --mmrec-python /tmp/mmvenv/bin/python --mmrec-extra-path /tmp/pyg --scale 0.2 \
+        --max-epochs 20 --stopping-step 1000 --equal-within 0.05 --seeds 0 --threads 1 \
+        --models mmgcn,grcn,dualgnn,slmrec,dragon,mgcn,lgmrec,smore --out-name mmrec_side_by_side_zoo
+
 MMRec's LATTICE moves its item graphs with `.cuda()` unconditionally; in the temporary copy (never
 in this project) those calls become `.to(self.device)` so it runs on a CPU. Nothing else of the
 reference is changed.
@@ -65,15 +76,145 @@ PAIRS = [
         "BM3",
         {"dropout": 0.3, "reg_weight": 0.01, "n_layers": 1},
     ),
+    # the eight later models (issue 22): vlmrec's defaults, the same point of MMRec's grid (MMRec's
+    # list-valued settings are given as scalars, since hyper_parameters is emptied)
+    ("mmgcn", {"reg_weight": 1e-4}, "MMGCN", {"reg_weight": 1e-4}),
+    ("grcn", {"reg_weight": 1e-4}, "GRCN", {"reg_weight": 1e-4, "n_layers": 3}),
+    ("dualgnn", {"reg_weight": 1e-4}, "DualGNN", {"reg_weight": 1e-4, "aggr_mode": "add"}),
+    (
+        "slmrec",
+        {"ssl_alpha": 0.1, "ssl_temp": 0.2},
+        "SLMRec",
+        {"ssl_alpha": 0.1, "ssl_temp": 0.2, "reg": 1e-4},
+    ),
+    ("dragon", {"reg_weight": 1e-3}, "DRAGON", {"reg_weight": 1e-3, "aggr_mode": "add"}),
+    ("mgcn", {"cl_loss": 0.01}, "MGCN", {"cl_loss": 0.01}),
+    (
+        "lgmrec",
+        {},
+        "LGMRec",
+        {
+            "n_ui_layers": 2,
+            "n_mm_layers": 2,
+            "n_hyper_layer": 1,
+            "hyper_num": 4,
+            "keep_rate": 0.5,
+            "alpha": 0.3,
+            "cl_weight": 1e-4,
+            "reg_weight": 1e-6,
+        },
+    ),
+    (
+        "smore",
+        {},
+        "SMORE",
+        {"n_ui_layers": 4, "image_knn_k": 40, "text_knn_k": 15, "reg_weight": 1e-4, "dropout_rate": 0.1},
+    ),
 ]
 
 DRIVER = r"""
 import sys, os
 sys.path.insert(0, os.getcwd())
-from utils.quick_start import quick_start
 import json
 overrides = json.loads(sys.argv[3])
+if os.environ.get("MMREC_PATCHES"):
+    exec(open("patches.py").read())
+from utils.quick_start import quick_start
 quick_start(model=sys.argv[1], dataset=sys.argv[2], config_dict=overrides, save_model=False)
+"""
+
+
+# Run-time patches for the later models' MMRec code on a CPU and on today's stack, written into the
+# temporary copy as patches.py and run by the driver before quick_start (nothing of MMRec is changed on
+# disk, nothing is installed into any venv):
+# - torch_geometric (MMGCN, GRCN, DualGNN, DRAGON) comes from --mmrec-extra-path (a pip --target dir),
+#   appended to sys.path;
+# - `.cuda()` is a no-op when no GPU is present (the models call it unconditionally);
+# - torch_scatter (absent): scatter_add, which MMRec's utils.get_sparse_laplacian calls (MGCN, SMORE),
+#   is index_add_ along dim 0; scatter, imported but never called by SLMRec, fails loudly if used;
+# - sklearn (absent): SLMRec imports KMeans for its clustering task only (not FAC): a stub that fails
+#   loudly if used;
+# - scipy >= 1.12 removed dok_matrix._update (LightGCN-style adjacency builders): a setitem loop;
+# - DualGNN/DRAGON index features with a nested Python list (the sampled user graph), which current
+#   torch refuses: topk_sample's index is returned as a tensor (same advanced indexing);
+# - DualGNN/DRAGON register `result_embed` as an nn.Parameter and then `.to(device)` it: on a GPU that
+#   yields a plain tensor (no parameter), on a CPU the Parameter itself, so the later tensor assignment
+#   raises TypeError; the CPU run drops the Parameter after __init__, as the GPU run has it;
+# - DualGNN/DRAGON read user_graph_dict.npy, which MMRec's preprocessing/dualgnn-gen-u-u-matrix.py
+#   writes: it is generated here with that script's gen_user_matrix and top-200 loop on the training split.
+PATCHES = r"""
+import sys, os, types
+import numpy as np
+import torch
+if os.environ.get("MMREC_EXTRA_PATH"):
+    sys.path.append(os.environ["MMREC_EXTRA_PATH"])
+if not torch.cuda.is_available():
+    torch.Tensor.cuda = lambda self, *a, **k: self
+def _stub(name, **attrs):
+    # a module with a spec (torch._dynamo's trace rules call find_spec on known packages)
+    import importlib.machinery
+    m = types.ModuleType(name)
+    m.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    m.__dict__.update(attrs)
+    sys.modules[name] = m
+    return m
+try:
+    import torch_scatter  # noqa: F401
+except ImportError:
+    def _unused(*a, **k):
+        raise NotImplementedError("torch_scatter stub")
+    def _scatter_add(src, index, dim=0, dim_size=None):
+        # torch_scatter.scatter_add along dim 0 (MMRec's utils.get_sparse_laplacian calls it on 1-d edges)
+        if dim != 0:
+            raise NotImplementedError("torch_scatter stub: dim != 0")
+        size = int(index.max()) + 1 if dim_size is None else dim_size
+        out = torch.zeros((size,) + tuple(src.shape[1:]), dtype=src.dtype, device=src.device)
+        return out.index_add_(0, index, src)
+    _stub("torch_scatter", scatter=_unused, scatter_add=_scatter_add)
+if sys.argv[1] == "SLMRec":
+    try:
+        import sklearn.cluster  # noqa: F401
+    except ImportError:
+        class _KMeans:
+            def __init__(self, *a, **k):
+                raise NotImplementedError("sklearn stub: KMeans")
+        _stub("sklearn").cluster = _stub("sklearn.cluster", KMeans=_KMeans)
+import scipy.sparse as _sp
+if not hasattr(_sp.dok_matrix, "_update"):
+    def _update(self, d):
+        for k, v in d.items():
+            self[k] = v
+    _sp.dok_matrix._update = _update
+_model = sys.argv[1]
+if _model in ("DualGNN", "DRAGON"):
+    import importlib
+    import pandas as pd
+    mod = importlib.import_module("models." + _model.lower())
+    cls = getattr(mod, _model)
+    _topk, _init = cls.topk_sample, cls.__init__
+    def topk_sample(self, k):
+        index, weight = _topk(self, k)
+        return torch.tensor(index, dtype=torch.long), weight
+    def __init__(self, *a, **k):
+        _init(self, *a, **k)
+        p = self._parameters.pop("result_embed", None)
+        if p is not None:
+            self.result_embed = p.detach()
+    cls.topk_sample, cls.__init__ = topk_sample, __init__
+    # user_graph_dict.npy as MMRec's preprocessing script writes it
+    sys.path.append(os.environ["MMREC_PREPROCESSING"])
+    gen = importlib.import_module("dualgnn-gen-u-u-matrix")
+    folder = os.path.join(overrides["data_path"], sys.argv[2])
+    df = pd.read_csv(os.path.join(folder, sys.argv[2] + ".inter"), sep="\t")
+    num_user = len(pd.unique(df["userID"]))
+    train = df[df["x_label"] == 0][["userID", "itemID"]].to_numpy()
+    g = gen.gen_user_matrix(train, num_user)
+    d = {}
+    for i in range(num_user):
+        n = int(len(torch.nonzero(g[i])))
+        top = torch.topk(g[i], min(n, 200))
+        d[i] = [top.indices.numpy().tolist(), top.values.numpy().tolist()]
+    np.save(os.path.join(folder, "user_graph_dict.npy"), d, allow_pickle=True)
 """
 
 
@@ -195,6 +336,7 @@ def run_mmrec(
     extra: dict,
     seed: int,
     threads: int,
+    extra_path: Path | None = None,
 ) -> dict:
     """Run MMRec's quick_start on the same data in a temporary copy of its source; parse its log."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,6 +370,7 @@ def run_mmrec(
             **extra,
         }
         (work / "driver.py").write_text(DRIVER)
+        (work / "patches.py").write_text(PATCHES)
         # MMRec imports torchvision for image preprocessing that feature-based runs never call, and
         # PyPI's torchvision does not import beside the CPU torch wheel here: give the import a shim
         # (in the temporary copy only) that fails loudly if it is ever used
@@ -242,6 +385,10 @@ def run_mmrec(
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
+        env["MMREC_PATCHES"] = "1"
+        env["MMREC_PREPROCESSING"] = str(Path(src).resolve().parent / "preprocessing")
+        if extra_path is not None:
+            env["MMREC_EXTRA_PATH"] = str(Path(extra_path).resolve())
         t = time.perf_counter()
         out = subprocess.run(
             [python, "driver.py", model, "synth", json.dumps(overrides)],
@@ -366,6 +513,83 @@ def table(runs: list[dict], header: str, seeds: list[int]) -> tuple[list[dict], 
     return rows, "\n".join(md)
 
 
+def table_fixed(runs: list[dict], header: str, seeds: list[int], within: float) -> tuple[list[dict], str]:
+    """A fixed number of epochs (no early stopping): test Recall@20 read after the last epoch and at the
+    best validation epoch, seconds per epoch beside; a row is equal when both gaps are within `within`."""
+    md = [
+        header,
+        "",
+        "Test Recall@20 (training items masked), mean over seeds (min-max in brackets when more than one),",
+        "read two ways on both sides: after the last epoch, and at the epoch with the best validation",
+        "Recall@20 (what MMRec's quick_start reports; `(ep N)` is that epoch, mean over seeds). gap =",
+        f"(vlmrec - MMRec) / MMRec; equal when both gaps are within {within:.0%}.",
+        "",
+        "| model | seeds | vlmrec last | MMRec last | gap | vlmrec best-valid | MMRec best-valid | gap "
+        "| equal | vlmrec s/epoch | MMRec s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(vals: list[float]) -> str:
+        if len(vals) == 1:
+            return f"{vals[0]:.4f}"
+        return f"{np.mean(vals):.4f} [{min(vals):.4f}-{max(vals):.4f}]"
+
+    rows = []
+    for ours, params, _, _ in PAIRS:
+        mine = [r for r in runs if r["model"] == ours]
+        errors = [r for r in mine if "error" in r["result"]]
+        if errors:
+            side = "MMRec" if errors[0]["side"] == "mmrec" else "vlmrec"
+            reason = errors[0]["result"]["error"][:120].replace("|", "/")
+            rows.append({"model": ours, "params": params, "error": f"{side}: {reason}"})
+            md.append(f"| {ours} | | | | | | | | {side} side not runnable: {reason} | | |")
+            continue
+        done = sorted(
+            {r["seed"] for r in mine if r["side"] == "vlmrec"}
+            & {r["seed"] for r in mine if r["side"] == "mmrec"}
+        )
+        if not done:
+            continue
+        a = [r["result"] for r in mine if r["side"] == "vlmrec" and r["seed"] in done]
+        b = [r["result"] for r in mine if r["side"] == "mmrec" and r["seed"] in done]
+        last_a, last_b = [x["recall@20_last"] for x in a], [y["recall@20_last"] for y in b]
+        best_a = [x["recall@20_best_valid"] for x in a]
+        best_b = [y.get("recall@20_reported", y["recall@20_best_valid"]) for y in b]
+        gap_last = float((np.mean(last_a) - np.mean(last_b)) / np.mean(last_b))
+        gap_best = float((np.mean(best_a) - np.mean(best_b)) / np.mean(best_b))
+        equal = abs(gap_last) <= within and abs(gap_best) <= within
+        sa = float(np.mean([x["seconds_per_epoch"] for x in a]))
+        sb = float(np.mean([y["seconds_per_epoch"] for y in b]))
+        rows.append(
+            {
+                "model": ours,
+                "params": params,
+                "seeds": done,
+                "vlmrec_last": last_a,
+                "mmrec_last": last_b,
+                "gap_last": gap_last,
+                "vlmrec_best_valid": best_a,
+                "mmrec_best_valid": best_b,
+                "gap_best_valid": gap_best,
+                "best_epoch_vlmrec": [x["best_valid_epoch"] for x in a],
+                "best_epoch_mmrec": [y["best_valid_epoch"] for y in b],
+                "epochs_vlmrec": [x["epochs_run"] for x in a],
+                "epochs_mmrec": [y["epochs_run"] for y in b],
+                "seconds_per_epoch_vlmrec": sa,
+                "seconds_per_epoch_mmrec": sb,
+                "equal": equal,
+            }
+        )
+        ea = np.mean(rows[-1]["best_epoch_vlmrec"])
+        eb = np.mean(rows[-1]["best_epoch_mmrec"])
+        md.append(
+            f"| {ours} | {len(done)} | {cell(last_a)} | {cell(last_b)} | {gap_last:+.1%} "
+            f"| {cell(best_a)} (ep {ea:.0f}) | {cell(best_b)} (ep {eb:.0f}) | {gap_best:+.1%} "
+            f"| {'yes' if equal else 'no'} | {sa:.2f} | {sb:.2f} |"
+        )
+    return rows, "\n".join(md)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mmrec-src", required=True, type=Path)
@@ -380,6 +604,19 @@ def main() -> None:
         type=int,
         default=20,
         help="stop after this many validations without improvement, as MMRec counts them (overall.yaml: 20)",
+    )
+    ap.add_argument(
+        "--mmrec-extra-path",
+        type=Path,
+        default=None,
+        help="a folder appended to sys.path on MMRec's side (e.g. a pip --target dir holding torch_geometric)",
+    )
+    ap.add_argument(
+        "--equal-within",
+        type=float,
+        default=None,
+        help="fixed-epoch table: both readings (last epoch, best validation epoch), equal when both gaps "
+        "are within this fraction (use with --max-epochs N and a --stopping-step above N)",
     )
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--models", default=",".join(p[0] for p in PAIRS))
@@ -402,6 +639,12 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown model(s) {unknown}; choose from {[p[0] for p in PAIRS]}")
     same = {"scale": args.scale, "max_epochs": args.max_epochs, "stopping_step": args.stopping_step}
+
+    def make_table(runs: list[dict]) -> tuple[list[dict], str]:
+        if args.equal_within is not None:
+            return table_fixed(runs, header, seeds, args.equal_within)
+        return table(runs, header, seeds)
+
     runs: list[dict] = []
     previous = RESULTS / f"{args.out_name}.json"
     if args.resume and previous.exists():
@@ -412,7 +655,11 @@ def main() -> None:
         else:
             print(f"not resuming: {previous} has other settings {old.get('settings')}", flush=True)
     header = (
-        f"# vlmrec vs MMRec, to convergence ({df['userID'].nunique():,} users, {df['itemID'].nunique():,} "
+        f"# vlmrec vs MMRec, {args.max_epochs} epochs, no early stopping ({df['userID'].nunique():,} users, "
+        f"{df['itemID'].nunique():,} items, {len(df):,} interactions = scale {args.scale} of Amazon Baby; "
+        f"lr 1e-3, batch 2048, seeds {args.seeds}, CPU {args.threads} thread(s))"
+        if args.equal_within is not None
+        else f"# vlmrec vs MMRec, to convergence ({df['userID'].nunique():,} users, {df['itemID'].nunique():,} "
         f"items, {len(df):,} interactions = scale {args.scale} of Amazon Baby; early stopping "
         f"{args.stopping_step}, max {args.max_epochs} epochs, lr 1e-3, batch 2048, seeds {args.seeds}, "
         f"CPU {args.threads} thread(s))"
@@ -420,7 +667,7 @@ def main() -> None:
     started = time.perf_counter()
 
     def save() -> None:
-        rows, md = table(runs, header, seeds)
+        rows, md = make_table(runs)
         payload = {
             "settings": same,
             "config": {k: str(v) for k, v in vars(args).items()},
@@ -463,6 +710,7 @@ def main() -> None:
                         extra,
                         seed,
                         args.threads,
+                        args.mmrec_extra_path,
                     )
                 runs.append({"model": ours, "side": side, "seed": seed, "result": result})
                 shown = result.get("error") or (
@@ -472,7 +720,7 @@ def main() -> None:
                 print(f"{ours} {side} seed {seed}: {shown}", flush=True)
                 save()
     save()
-    print(table(runs, header, seeds)[1])
+    print(make_table(runs)[1])
 
 
 if __name__ == "__main__":
